@@ -1,0 +1,1 @@
+"""Built-in distortions, one module per family group."""

@@ -1,0 +1,1 @@
+"""Built-in adaptation methods, one module per method."""

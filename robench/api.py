@@ -1,0 +1,186 @@
+"""The public plugin API: what a distortion, method or dataset plugin imports.
+
+A plugin subclasses one of :class:`Distortion`, :class:`Method` or :class:`Dataset` and returns the
+class from the matching hook (see :mod:`robench.hookspecs`), decorated with :data:`hookimpl`::
+
+    from robench.api import Distortion, hookimpl
+
+    class Invert(Distortion):
+        \"\"\"Blend towards the photographic negative.\"\"\"
+        name = "invert"
+        group = "digital"
+
+        def apply(self, images, severity, rng):
+            alpha = severity / 5
+            return (1 - alpha) * images + alpha * (1 - images)
+
+    @hookimpl
+    def robench_distortions():
+        return [Invert]
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from robench.context import Batch, FitContext
+from robench.errors import ConfigError, PluginError, RobenchError, SupervisionError
+from robench.hookspecs import hookimpl
+from robench.rng import BatchRNG
+from robench.training import autocast, clip_and_step, cosine_schedule, make_optimizer
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "Batch",
+    "BatchRNG",
+    "ConfigError",
+    "Dataset",
+    "Distortion",
+    "FitContext",
+    "Method",
+    "PluginError",
+    "RobenchError",
+    "SupervisionError",
+    "autocast",
+    "clip_and_step",
+    "cosine_schedule",
+    "hookimpl",
+    "make_optimizer",
+    "severity_table",
+]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Plugin:
+    """Behaviour shared by every plugin class: a registry name and a one-line description."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def description(cls) -> str:
+        """The first line of the class docstring."""
+        doc = (cls.__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+    @classmethod
+    def check_name(cls) -> None:
+        """Raise :class:`PluginError` unless ``name`` is a lowercase snake-case identifier."""
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise PluginError(
+                f"plugin class {cls.__module__}.{cls.__qualname__} has name {name!r}; "
+                "a name must be lowercase snake case, e.g. 'gaussian_noise'"
+            )
+
+
+def severity_table(height: int, width: int) -> str:
+    """Which severity table a corruption uses for images of this size.
+
+    Images whose shorter side is at least 96 px use the ImageNet-C (224 px) parameters; smaller
+    images use the CIFAR-10-C (32 px) ones. Returns ``"imagenet-c"`` or ``"cifar-10-c"``.
+    """
+    return "imagenet-c" if min(height, width) >= 96 else "cifar-10-c"
+
+
+class Distortion(_Plugin, ABC):
+    """One corruption family with ordered severities.
+
+    Subclasses set ``name``, ``group`` and, if not 1-5, ``severities``, and implement :meth:`apply`.
+    The harness calls the instance (``distortion(images, severity, rng)``), which validates the
+    severity and the output contract around :meth:`apply`.
+    """
+
+    group: ClassVar[str] = "other"
+    severities: ClassVar[tuple[int, ...]] = (1, 2, 3, 4, 5)
+
+    @abstractmethod
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        """Distort a batch.
+
+        Args:
+            images: float32 ``(B, 3, H, W)`` in [0, 1], on any device.
+            severity: one of ``self.severities``.
+            rng: per-sample random streams for this batch (``rng.batch_size == B``); all
+                randomness must come from it so every method sees the same distorted pixels.
+
+        Returns:
+            A tensor of the same shape, dtype and device, with values in [0, 1].
+        """
+
+    def table(self, height: int, width: int) -> str | None:
+        """The name of the parameter table used at this image size (None if it has only one)."""
+        return None
+
+    def check_severity(self, severity: int, source: str = "severity") -> None:
+        """Raise :class:`ConfigError` unless ``severity`` is one this distortion offers."""
+        if severity not in self.severities:
+            valid = ", ".join(str(s) for s in self.severities)
+            raise ConfigError(
+                f"severity {severity!r} (from {source}) is not offered by distortion "
+                f"{self.name!r}; valid: {valid}"
+            )
+
+    def __call__(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        self.check_severity(severity)
+        if rng.batch_size != images.shape[0]:
+            raise ValueError(f"rng has {rng.batch_size} seeds for a batch of {images.shape[0]}")
+        out = self.apply(images, severity, rng)
+        if out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:
+            raise PluginError(
+                f"distortion {self.name!r} returned {tuple(out.shape)} {out.dtype} on {out.device} "
+                f"for input {tuple(images.shape)} {images.dtype} on {images.device}; "
+                "it must keep shape, dtype and device"
+            )
+        return out
+
+
+class Dataset(_Plugin, ABC):
+    """An image classification dataset with a train and a test split.
+
+    Subclasses set ``name``, ``num_classes`` (or set it in ``__init__``) and implement :meth:`load`.
+    ``hflip`` says whether a horizontal flip keeps the label (false for digits and text).
+    """
+
+    num_classes: int
+    hflip: ClassVar[bool] = True
+
+    @abstractmethod
+    def load(self, split: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Load one split.
+
+        Args:
+            split: ``"train"`` or ``"test"``.
+            root: data directory given by the user, or None for the default location.
+
+        Returns:
+            ``(images, labels)``: uint8 ``(N, 3, H, W)`` and int64 ``(N,)`` with values in
+            ``[0, num_classes)``, on the CPU.
+        """
+
+
+class Method(_Plugin, ABC):
+    """A way of adapting the pretrained encoder to distorted data.
+
+    Subclasses set ``name`` and declare what supervision they use; the harness enforces it: a
+    method that does not declare ``uses_clean_images`` never receives a clean image, and one that
+    does not declare ``uses_labels`` never receives a label.
+    """
+
+    uses_clean_images: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, ctx: FitContext) -> nn.Module:
+        """Adapt ``ctx.backbone`` within ``ctx.steps`` optimiser steps; return the encoder.
+
+        The returned module is evaluated frozen, on its CLS embedding after the final norm
+        (``forward_features(x)[:, 0]`` of a timm Vision Transformer).
+        """

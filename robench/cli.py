@@ -1,0 +1,136 @@
+"""The ``robench`` command line: parse, call the library, print.
+
+Every user error is one line on stderr (``robench: error: ...``) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from robench.errors import RobenchError
+
+_KINDS = ("datasets", "distortions", "methods")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"robench: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``robench`` and its subcommands."""
+    from robench import __version__
+    from robench.config import DEFAULT_EPOCHS, RunConfig
+
+    d = RunConfig()
+    parser = _Parser(prog="robench", description="Benchmark distortion-robust ViT adaptation methods.")
+    parser.add_argument("--version", action="version", version=f"robench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="adapt and evaluate every cell of a grid; write leaderboards",
+                         description="Run datasets x distortions x methods x seeds; resumable.")
+    grid = run.add_argument_group("grid")
+    grid.add_argument("--datasets", help=f"comma-separated dataset names (default: {','.join(d.datasets)})")
+    grid.add_argument("--distortions", help=f"distortion names, group names or 'all' (default: {','.join(d.distortions)})")
+    grid.add_argument("--methods", help=f"comma-separated method names (default: {','.join(d.methods)})")
+    grid.add_argument("--seeds", help=f"comma-separated non-negative seeds (default: {','.join(map(str, d.seeds))})")
+    grid.add_argument("--severities", help="severities to evaluate (default: every severity of each distortion)")
+    budget = run.add_argument_group("budget")
+    budget.add_argument("--label-fraction", help=f"labelled fraction of the train split, in (0, 1] (default: {d.label_fraction})")
+    steps = budget.add_mutually_exclusive_group()
+    steps.add_argument("--epochs", help=f"training budget in passes over the train split (default: {DEFAULT_EPOCHS})")
+    steps.add_argument("--steps", help="training budget in optimiser steps (instead of --epochs)")
+    budget.add_argument("--batch-size", help=f"training batch size (default: {d.batch_size})")
+    budget.add_argument("--max-train", help="use a stratified subset of this many train images")
+    budget.add_argument("--max-test", help="use a stratified subset of this many test images")
+    model = run.add_argument_group("backbone")
+    b = d.backbone
+    model.add_argument("--backbone", help=f"timm ViT name (default: {b.model})")
+    model.add_argument("--img-size", help=f"input size override (default: {b.img_size})")
+    model.add_argument("--patch-size", help=f"patch size override (default: {b.patch_size})")
+    model.add_argument("--embed-dim", help=f"width override (default: {b.embed_dim})")
+    model.add_argument("--depth", help=f"depth override (default: {b.depth})")
+    model.add_argument("--heads", dest="num_heads", help=f"attention heads override (default: {b.num_heads})")
+    model.add_argument("--weights", help="starting checkpoint (.safetensors, .pt, .pth); default: "
+                       "robench's clean supervised pretraining, cached")
+    model.add_argument("--pretrain-epochs", help=f"epochs of the clean pretraining (default: {d.pretrain_epochs})")
+    where = run.add_argument_group("where")
+    where.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
+    where.add_argument("--out", help=f"run directory; re-running resumes it (default: {d.out})")
+    where.add_argument("--cache-dir", help="cache of pretrained backbones (default: $ROBENCH_CACHE or ~/.cache/robench)")
+    where.add_argument("--data-root", help="where datasets that read files look for them")
+    _add_common(run)
+
+    lister = sub.add_parser("list", help="list registered datasets, distortions or methods",
+                            description="List plugins with their origin and a description.")
+    lister.add_argument("kind", nargs="?", choices=_KINDS, help="what to list (default: all three)")
+    _add_common(lister)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH_OR_MODULE",
+                        help="load a plugin module or .py file (repeatable)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``robench`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        if args.command == "run":
+            return _run(args)
+        return _list(args)
+    except RobenchError as exc:
+        print(f"robench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("robench: interrupted; finished cells are saved, re-run the command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from robench.config import make_config
+    from robench.leaderboard import format_summary
+    from robench.runner import execute
+
+    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    config = make_config(**options)
+    with logging_redirect_tqdm():
+        outcome = execute(config)
+    print(format_summary(outcome.leaderboard))
+    print()
+    for path in outcome.csv_paths.values():
+        print(f"leaderboard: {path}")
+    print(f"run directory: {outcome.run_dir} ({outcome.computed} cells computed, "
+          f"{outcome.reused} reused)")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from robench.registry import Registry
+
+    registry = Registry(args.plugins or ())
+    blocks = []
+    for kind in [args.kind] if args.kind else _KINDS:
+        rows = []
+        for info in registry.entries(kind):
+            group = [info.cls.group] if kind == "distortions" else []
+            rows.append([info.name, *group, info.origin, info.description])
+        header = ["name", *(["group"] if kind == "distortions" else []), "origin", "description"]
+        blocks.append(f"{kind}:\n" + tabulate(rows, headers=header, tablefmt="simple"))
+    print("\n\n".join(blocks))
+    return 0

@@ -1,0 +1,189 @@
+"""The run configuration: one frozen dataclass whose fields are the flags of ``robench run``.
+
+:func:`make_config` builds it from keyword arguments as a notebook or the CLI gives them
+(comma-separated strings or sequences), and checks every value that can be checked without
+the plugin registry. Errors name the flag and the valid values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robench.backbone import BackboneSpec, check_weights_path
+from robench.errors import ConfigError, unknown_choice
+
+DEFAULT_EPOCHS = 5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``robench run`` needs; field names match the flags (``label_fraction`` is
+    ``--label-fraction``). See ``robench run --help`` for each field's meaning."""
+
+    datasets: tuple[str, ...] = ("digits",)
+    distortions: tuple[str, ...] = ("gaussian_noise", "gaussian_blur")
+    methods: tuple[str, ...] = ("none", "finetune")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    severities: tuple[int, ...] | None = None
+    label_fraction: float = 0.1
+    epochs: int | None = None
+    steps: int | None = None
+    batch_size: int = 128
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    weights: Path | None = None
+    pretrain_epochs: int = 50
+    max_train: int | None = None
+    max_test: int | None = None
+    device: str = "auto"
+    out: Path = Path("runs/default")
+    cache_dir: Path | None = None
+    data_root: Path | None = None
+    plugins: tuple[str, ...] = ()
+    quiet: bool = False
+
+    def torch_device(self) -> torch.device:
+        """The resolved device (``auto``: CUDA when available, else CPU)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+_BACKBONE_FIELDS = {"backbone": "model", "img_size": "img_size", "patch_size": "patch_size",
+                    "embed_dim": "embed_dim", "depth": "depth", "num_heads": "num_heads"}
+_NAME_LISTS = ("datasets", "distortions", "methods", "plugins")
+
+
+def flag(name: str) -> str:
+    """The CLI flag of a config field, e.g. ``--label-fraction``."""
+    return "--" + name.replace("_", "-")
+
+
+def make_config(**kwargs: Any) -> RunConfig:
+    """A validated :class:`RunConfig` from keyword arguments.
+
+    Lists accept sequences or comma-separated strings; the backbone accepts a
+    :class:`BackboneSpec` or the separate keys ``backbone`` (a timm name), ``img_size``,
+    ``patch_size``, ``embed_dim``, ``depth``, ``num_heads``.
+
+    Raises:
+        ConfigError: for an unknown key or an invalid value (names the flag and valid values).
+    """
+    known = {f.name for f in dataclasses.fields(RunConfig)} | set(_BACKBONE_FIELDS)
+    for key in kwargs:
+        if key not in known:
+            raise unknown_choice("run option", key, "arguments", known)
+    values: dict[str, Any] = {}
+    for name in _NAME_LISTS:
+        if kwargs.get(name) is not None:
+            values[name] = _names(kwargs[name], name)
+    if kwargs.get("seeds") is not None:
+        values["seeds"] = _ints(kwargs["seeds"], "seeds", minimum=0)
+    if kwargs.get("severities") is not None:
+        values["severities"] = _ints(kwargs["severities"], "severities", minimum=None)
+    for name, minimum in (("epochs", 1), ("steps", 1), ("batch_size", 1), ("pretrain_epochs", 1),
+                          ("max_train", 1), ("max_test", 1)):
+        if kwargs.get(name) is not None:
+            values[name] = _int(kwargs[name], name, minimum)
+    if kwargs.get("label_fraction") is not None:
+        values["label_fraction"] = _fraction(kwargs["label_fraction"])
+    for name in ("weights", "out", "cache_dir", "data_root"):
+        if kwargs.get(name) is not None:
+            values[name] = Path(kwargs[name]).expanduser()
+    if kwargs.get("device") is not None:
+        values["device"] = _device(str(kwargs["device"]))
+    if kwargs.get("quiet") is not None:
+        values["quiet"] = bool(kwargs["quiet"])
+    values["backbone"] = _backbone(kwargs)
+    config = RunConfig(**values)
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: RunConfig) -> None:
+    if config.epochs is not None and config.steps is not None:
+        raise ConfigError("give --epochs or --steps, not both")
+    if config.weights is not None:
+        check_weights_path(config.weights)
+    if config.out.exists() and not config.out.is_dir():
+        raise ConfigError(f"output {str(config.out)!r} (from --out) exists and is not a directory")
+    config.backbone.validate()
+
+
+def _split(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    if isinstance(value, Iterable):
+        return [str(part).strip() for part in value]
+    return [str(value).strip()]
+
+
+def _names(value: Any, name: str) -> tuple[str, ...]:
+    parts = _split(value)
+    if not parts or any(not p for p in parts):
+        raise ConfigError(f"{flag(name)} needs a comma-separated list of names, got {value!r}")
+    return tuple(dict.fromkeys(parts))
+
+
+def _int(value: Any, name: str, minimum: int | None) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, float) and number != value:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag(name)} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{flag(name)} must be at least {minimum}, got {number}")
+    return number
+
+
+def _ints(value: Any, name: str, minimum: int | None) -> tuple[int, ...]:
+    parts = _split(value) if not isinstance(value, int) else [value]
+    if not parts or any(p == "" for p in parts):
+        raise ConfigError(f"{flag(name)} needs a comma-separated list of integers, got {value!r}")
+    return tuple(dict.fromkeys(_int(p, name, minimum) for p in parts))
+
+
+def _fraction(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--label-fraction must be a number in (0, 1], got {value!r}") from None
+    if not 0.0 < number <= 1.0:
+        raise ConfigError(f"--label-fraction must be in (0, 1], got {value!r}")
+    return number
+
+
+def _device(value: str) -> str:
+    if value == "auto":
+        return value
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device {value!r} (from --device); valid: auto, cpu, cuda, cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device {value!r} (from --device) is not supported; valid: auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {value!r} (from --device) is not available: no CUDA device; use cpu")
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"device {value!r} (from --device) does not exist; valid: cuda:0-cuda:{count - 1}")
+    return value
+
+
+def _backbone(kwargs: dict[str, Any]) -> BackboneSpec:
+    given = kwargs.get("backbone")
+    if isinstance(given, BackboneSpec):
+        return given
+    spec: dict[str, Any] = {}
+    for key, attr in _BACKBONE_FIELDS.items():
+        if kwargs.get(key) is None:
+            continue
+        spec[attr] = str(kwargs[key]) if attr == "model" else _int(kwargs[key], key, 1)
+    return BackboneSpec(**spec)

@@ -1,0 +1,95 @@
+"""The command line: listing, a real run, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import fast_run_argv
+from robench.cli import main
+
+
+def test_list_shows_name_origin_description(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "distortions"]) == 0
+    out = capsys.readouterr().out
+    assert "gaussian_noise  noise    built-in  Additive Gaussian pixel noise" in out
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "datasets:" in out and "methods:" in out and "finetune" in out and "digits" in out
+
+
+def test_run_prints_the_leaderboard_and_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(fast_run_argv(out, seeds="0", methods="none")) == 0
+    printed = capsys.readouterr().out
+    assert "shapes (linear probe accuracy %, mean ± std over seeds)" in printed
+    assert "gaussian_noise  none" in printed
+    assert f"leaderboard: {out / 'leaderboards' / 'shapes.csv'}" in printed
+    assert "(1 cells computed, 0 reused)" in printed
+
+
+BAD_INPUTS = [
+    (dict(datasets="digitz"), "unknown dataset 'digitz' (from --datasets). Did you mean 'digits'? Choose from: digits, shapes"),
+    (dict(methods="finetun"), "unknown method 'finetun' (from --methods). Did you mean 'finetune'?"),
+    (dict(distortions="gaussian_nois"), "unknown distortion 'gaussian_nois' (from --distortions). Did you mean 'gaussian_noise'?"),
+    (dict(methods="none,,finetune"), "--methods needs a comma-separated list of names"),
+    (dict(severities="7"), "severity 7 (from --severities) is not offered by distortion 'gaussian_noise'; valid: 1, 2, 3, 4, 5"),
+    (dict(severities="0"), "severity 0 (from --severities) is not offered"),
+    (dict(severities="x"), "--severities must be an integer, got 'x'"),
+    (dict(weights="missing.pth"), "weights file '{tmp}/missing.pth' (from --weights) does not exist"),
+    (dict(label_fraction="0"), "--label-fraction must be in (0, 1], got '0'"),
+    (dict(label_fraction="1.5"), "--label-fraction must be in (0, 1], got '1.5'"),
+    (dict(label_fraction="half"), "--label-fraction must be a number in (0, 1], got 'half'"),
+    (dict(seeds="-1"), "--seeds must be at least 0, got -1"),
+    (dict(steps="0"), "--steps must be at least 1, got 0"),
+    (dict(batch_size="2.5"), "--batch-size must be an integer, got '2.5'"),
+    (dict(backbone="vit_tiny"), "unknown backbone 'vit_tiny' (from --backbone)"),
+    (dict(embed_dim="63"), "width 63 is not divisible by the number of heads 2"),
+    (dict(device="tpu"), "unknown device 'tpu' (from --device); valid: auto, cpu, cuda, cuda:N"),
+    (dict(device="mps"), "device 'mps' (from --device) is not supported; valid: auto, cpu, cuda, cuda:N"),
+    (dict(device="cuda:7"), "device 'cuda:7' (from --device)"),
+    (dict(plugin="{tmp}/nope.py"), "plugin file '{tmp}/nope.py' (from --plugin) does not exist"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_INPUTS, ids=[m[:40] for _, m in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, message: str
+) -> None:
+    out = tmp_path / "run"
+    change = {k: v.replace("{tmp}", str(tmp_path)) for k, v in change.items()}
+    argv = fast_run_argv(out, **{k: v for k, v in change.items() if k != "plugin"})
+    if "plugin" in change:
+        argv += ["--plugin", change["plugin"]]
+    if "weights" in change:  # relative to the test's directory
+        argv[argv.index("--weights") + 1] = str(tmp_path / change["weights"])
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("robench: error: ")
+    assert message.replace("{tmp}", str(tmp_path)) in lines[0]
+    assert not out.exists()
+
+
+def test_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--epochs", "3", "--steps", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not allowed with argument" in err[0]
+    with pytest.raises(SystemExit):
+        main(["run", "--no-such-flag"])
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("robench")
+    result = subprocess.run([str(exe), "run", "--datasets", "nope", "--out", str(tmp_path / "x")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "unknown dataset 'nope'" in result.stderr and not (tmp_path / "x").exists()

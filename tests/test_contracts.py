@@ -1,0 +1,100 @@
+"""Every registered plugin passes the same contract (as timm's tests do over list_models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import uniform_images
+from robench.api import ConfigError, Dataset, Distortion, Method
+from robench.registry import Registry
+from robench.rng import BatchRNG, sample_seeds
+
+REGISTRY = Registry()
+
+
+def _rng(batch: int, base: int = 0) -> BatchRNG:
+    return BatchRNG(sample_seeds(base, torch.arange(batch)))
+
+
+@pytest.fixture(params=REGISTRY.names("distortion"))
+def distortion(request: pytest.FixtureRequest) -> Distortion:
+    return REGISTRY.get("distortion", request.param)()
+
+
+@pytest.fixture(params=REGISTRY.names("dataset"))
+def dataset(request: pytest.FixtureRequest) -> Dataset:
+    return REGISTRY.get("dataset", request.param)()
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_distortion_keeps_shape_dtype_device_and_range(distortion: Distortion, size: int) -> None:
+    images = uniform_images(3, size)
+    for severity in distortion.severities:
+        out = distortion(images, severity, _rng(3))
+        assert out.shape == images.shape and out.dtype == images.dtype and out.device == images.device
+        assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_distortion_is_deterministic_per_sample(distortion: Distortion) -> None:
+    images = uniform_images(5)
+    severity = distortion.severities[-1]
+    seeds = sample_seeds(3, torch.arange(5))
+    whole = distortion(images, severity, BatchRNG(seeds))
+    again = distortion(images, severity, BatchRNG(seeds))
+    pair = distortion(images[[4, 1]], severity, BatchRNG(seeds[[4, 1]]))
+    torch.testing.assert_close(whole, again, rtol=0, atol=0)
+    torch.testing.assert_close(pair, whole[[4, 1]], rtol=0, atol=1e-6)
+
+
+def test_distortion_does_not_change_its_input(distortion: Distortion) -> None:
+    images = uniform_images(2)
+    copy = images.clone()
+    distortion(images, distortion.severities[-1], _rng(2))
+    assert torch.equal(images, copy)
+
+
+@pytest.mark.parametrize("bad", [0, 6, -1])
+def test_distortion_rejects_unknown_severities(distortion: Distortion, bad: int) -> None:
+    if bad in distortion.severities:
+        pytest.skip("offered by this distortion")
+    with pytest.raises(ConfigError, match=f"severity {bad}.*valid"):
+        distortion(uniform_images(1), bad, _rng(1))
+
+
+def test_distortion_damage_grows_with_severity(distortion: Distortion) -> None:
+    images = uniform_images(16, seed=1) * 0.6 + 0.2
+    damage = [float((distortion(images, s, _rng(16)) - images).abs().mean()) for s in distortion.severities]
+    assert damage[0] > 0
+    assert all(b >= a * 0.98 for a, b in zip(damage, damage[1:])), damage
+
+
+def test_dataset_splits_follow_the_contract(dataset: Dataset) -> None:
+    for split in ("train", "test"):
+        images, labels = dataset.load(split, None)
+        assert images.dtype == torch.uint8 and images.dim() == 4 and images.shape[1] == 3
+        assert labels.dtype == torch.int64 and labels.shape == (images.shape[0],)
+        assert labels.min() >= 0 and labels.max() < dataset.num_classes
+        assert set(labels.unique().tolist()) == set(range(dataset.num_classes))
+        again = dataset.load(split, None)
+        assert torch.equal(images, again[0]) and torch.equal(labels, again[1])
+
+
+def test_dataset_rejects_unknown_split(dataset: Dataset) -> None:
+    with pytest.raises(ConfigError, match="split 'validation'"):
+        dataset.load("validation", None)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("method"))
+def test_method_declares_supervision(name: str) -> None:
+    cls = REGISTRY.get("method", name)
+    assert issubclass(cls, Method)
+    assert isinstance(cls.uses_labels, bool) and isinstance(cls.uses_clean_images, bool)
+    assert cls.description(), f"method {name} has no docstring"
+
+
+@pytest.mark.parametrize("kind", ["dataset", "distortion", "method"])
+def test_every_plugin_has_a_description(kind: str) -> None:
+    for info in REGISTRY.entries(kind):
+        assert info.description, f"{kind} {info.name} has no docstring"
+        assert info.origin == "built-in" or info.origin.startswith(("package", "--plugin"))
