@@ -85,12 +85,15 @@ class BackboneSpec:
             )
 
 
-def create_backbone(spec: BackboneSpec, num_classes: int) -> nn.Module:
-    """A randomly initialised timm ViT with a classification head of ``num_classes``."""
+def create_backbone(spec: BackboneSpec, num_classes: int, seed: int = 0) -> nn.Module:
+    """A timm ViT with a classification head of ``num_classes``, initialised from ``seed``
+    (torch's global random state is left as it was)."""
     import timm
 
     spec.validate()
-    return timm.create_model(spec.model, pretrained=False, num_classes=num_classes, **spec.overrides())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(spec.model, pretrained=False, num_classes=num_classes, **spec.overrides())
 
 
 def backbone_input_size(model: nn.Module) -> tuple[int, int]:

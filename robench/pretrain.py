@@ -34,7 +34,7 @@ from robench.training import autocast, clip_and_step, cosine_schedule, make_opti
 logger = logging.getLogger(__name__)
 
 # Bump when the pretraining code changes what it produces, so stale cache entries are not reused.
-PRETRAIN_CODE_VERSION = 1
+PRETRAIN_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def initial_backbone(
 
     From ``weights`` if given, else from robench's clean pretraining (cached).
     """
-    model = create_backbone(spec, data.num_classes)
+    model = create_backbone(spec, data.num_classes, seed=config.seed)
     if weights is not None:
         load_weights(model, weights)
         return model.to(device).eval(), f"file:{weights.name}@{file_digest(weights)}"
