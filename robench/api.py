@@ -47,6 +47,7 @@ __all__ = [
     "Method",
     "PluginError",
     "RobenchError",
+    "SEVERITY_TABLES",
     "SupervisionError",
     "autocast",
     "clip_and_step",
@@ -81,6 +82,8 @@ class _Plugin:
             )
 
 
+SEVERITY_TABLES = ("imagenet-c", "cifar-10-c")
+
 def severity_table(height: int, width: int) -> str:
     """Which severity table a corruption uses for images of this size.
 
@@ -94,12 +97,20 @@ class Distortion(_Plugin, ABC):
     """One corruption family with ordered severities.
 
     Subclasses set ``name``, ``group`` and, if not 1-5, ``severities``, and implement :meth:`apply`.
-    The harness calls the instance (``distortion(images, severity, rng)``), which validates the
-    severity and the output contract around :meth:`apply`.
+    A distortion with parameter tables per image scale lists them in ``tables`` (e.g.
+    :data:`SEVERITY_TABLES`) and reads ``self.table(H, W)`` in :meth:`apply`. The harness calls the
+    instance (``distortion(images, severity, rng)``), which validates the severity and the output
+    contract around :meth:`apply`, and on the CPU applies it chunk by chunk.
     """
 
     group: ClassVar[str] = "other"
     severities: ClassVar[tuple[int, ...]] = (1, 2, 3, 4, 5)
+    tables: ClassVar[tuple[str, ...]] = ()
+    table_override: str | None = None
+    # On the CPU, apply() runs on chunks of about this many values so that temporaries stay in
+    # cache (several times faster than whole-batch passes through memory); per-sample seeding
+    # makes the result independent of the chunking. None: always the whole batch.
+    cpu_chunk_values: ClassVar[int | None] = 1 << 20
 
     @abstractmethod
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
@@ -112,12 +123,16 @@ class Distortion(_Plugin, ABC):
                 randomness must come from it so every method sees the same distorted pixels.
 
         Returns:
-            A tensor of the same shape, dtype and device, with values in [0, 1].
+            A tensor of the same shape, dtype and device, with values in [0, 1]. Each sample's
+            output must depend only on that sample's image and random streams.
         """
 
     def table(self, height: int, width: int) -> str | None:
-        """The name of the parameter table used at this image size (None if it has only one)."""
-        return None
+        """The parameter table used at this image size: ``table_override`` if set, else by size
+        (:func:`severity_table`); None for a distortion without tables."""
+        if not self.tables:
+            return None
+        return self.table_override or severity_table(height, width)
 
     def check_severity(self, severity: int, source: str = "severity") -> None:
         """Raise :class:`ConfigError` unless ``severity`` is one this distortion offers."""
@@ -132,7 +147,17 @@ class Distortion(_Plugin, ABC):
         self.check_severity(severity)
         if rng.batch_size != images.shape[0]:
             raise ValueError(f"rng has {rng.batch_size} seeds for a batch of {images.shape[0]}")
-        out = self.apply(images, severity, rng)
+        chunk = self.cpu_chunk_values
+        step = max(1, chunk // max(1, images[0].numel())) if chunk and images.shape[0] else 0
+        if images.device.type != "cpu" or not step or images.shape[0] <= step:
+            out = self.apply(images, severity, rng)
+        else:
+            parts = []
+            for start in range(0, images.shape[0], step):
+                part = rng.subset(slice(start, start + step))
+                parts.append(self.apply(images[start : start + step], severity, part))
+            rng.catch_up(part)
+            out = torch.cat(parts)
         if out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:
             raise PluginError(
                 f"distortion {self.name!r} returned {tuple(out.shape)} {out.dtype} on {out.device} "

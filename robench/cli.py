@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from robench.errors import RobenchError
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--methods", help=f"comma-separated method names (default: {','.join(d.methods)})")
     grid.add_argument("--seeds", help=f"comma-separated non-negative seeds (default: {','.join(map(str, d.seeds))})")
     grid.add_argument("--severities", help="severities to evaluate (default: every severity of each distortion)")
+    grid.add_argument("--severity-table", help="corruption parameters: auto (ImageNet-C from 96 px, "
+                      "CIFAR-10-C below), imagenet-c or cifar-10-c (default: auto)")
     budget = run.add_argument_group("budget")
     budget.add_argument("--label-fraction", help=f"labelled fraction of the train split, in (0, 1] (default: {d.label_fraction})")
     steps = budget.add_mutually_exclusive_group()
@@ -67,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--data-root", help="where datasets that read files look for them")
     _add_common(run)
 
+    show = sub.add_parser("show-distortions", help="write a PNG grid of every distortion at every severity",
+                          description="One row per distortion, one column per severity, on a real test image.")
+    show.add_argument("--dataset", default="digits", help="dataset whose test image to use (default: digits)")
+    show.add_argument("--distortions", default="all", help="names, groups or 'all' (default: all)")
+    show.add_argument("--index", default="0", help="index of the test image (default: 0)")
+    show.add_argument("--seed", default="0", help="seed of the random distortions (default: 0)")
+    show.add_argument("--severity-table", default="auto", help="auto, imagenet-c or cifar-10-c (default: auto)")
+    show.add_argument("--data-root", help="where datasets that read files look for them")
+    show.add_argument("--out", default="distortions.png", help="PNG file to write (default: distortions.png)")
+    _add_common(show)
+
     lister = sub.add_parser("list", help="list registered datasets, distortions or methods",
                             description="List plugins with their origin and a description.")
     lister.add_argument("kind", nargs="?", choices=_KINDS, help="what to list (default: all three)")
@@ -88,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "show-distortions":
+            return _show_distortions(args)
         return _list(args)
     except RobenchError as exc:
         print(f"robench: error: {exc}", file=sys.stderr)
@@ -115,6 +131,25 @@ def _run(args: argparse.Namespace) -> int:
         print(f"leaderboard: {path}")
     print(f"run directory: {outcome.run_dir} ({outcome.computed} cells computed, "
           f"{outcome.reused} reused)")
+    return 0
+
+
+def _show_distortions(args: argparse.Namespace) -> int:
+    from robench.config import SEVERITY_TABLE_CHOICES, parse_int, parse_path
+    from robench.errors import ConfigError
+    from robench.plots import distortion_grid
+    from robench.registry import Registry
+
+    if args.severity_table not in SEVERITY_TABLE_CHOICES:
+        raise ConfigError(f"--severity-table got {args.severity_table!r}; valid: {', '.join(SEVERITY_TABLE_CHOICES)}")
+    registry = Registry(args.plugins or ())
+    names = registry.resolve_distortions([n.strip() for n in args.distortions.split(",")])
+    out = distortion_grid(
+        registry, args.dataset, names, parse_path(args.out, "out"), index=parse_int(args.index, "index", 0),
+        seed=parse_int(args.seed, "seed", 0), severity_table=args.severity_table,
+        data_root=Path(args.data_root).expanduser() if args.data_root else None,
+    )
+    print(f"wrote {out} ({len(names)} distortions)")
     return 0
 
 

@@ -19,6 +19,7 @@ from robench.backbone import BackboneSpec, check_weights_path
 from robench.errors import ConfigError, unknown_choice
 
 DEFAULT_EPOCHS = 5
+SEVERITY_TABLE_CHOICES = ("auto", "imagenet-c", "cifar-10-c")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RunConfig:
     methods: tuple[str, ...] = ("none", "finetune")
     seeds: tuple[int, ...] = (0, 1, 2)
     severities: tuple[int, ...] | None = None
+    severity_table: str = "auto"
     label_fraction: float = 0.1
     epochs: int | None = None
     steps: int | None = None
@@ -97,6 +99,8 @@ def make_config(**kwargs: Any) -> RunConfig:
             values[name] = Path(kwargs[name]).expanduser()
     if kwargs.get("device") is not None:
         values["device"] = _device(str(kwargs["device"]))
+    if kwargs.get("severity_table") is not None:
+        values["severity_table"] = _choice(kwargs["severity_table"], "severity_table", SEVERITY_TABLE_CHOICES)
     if kwargs.get("quiet") is not None:
         values["quiet"] = bool(kwargs["quiet"])
     values["backbone"] = _backbone(kwargs)
@@ -130,6 +134,19 @@ def _names(value: Any, name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(parts))
 
 
+def parse_int(value: Any, name: str, minimum: int | None = None) -> int:
+    """An integer option, or :class:`ConfigError` naming its flag."""
+    return _int(value, name, minimum)
+
+
+def parse_path(value: Any, name: str) -> Path:
+    """A path option (``~`` expanded); refuses an existing directory where a file is written."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{flag(name)} {str(path)!r} is a directory; give a file name")
+    return path
+
+
 def _int(value: Any, name: str, minimum: int | None) -> int:
     try:
         number = int(value)
@@ -157,6 +174,12 @@ def _fraction(value: Any) -> float:
     if not 0.0 < number <= 1.0:
         raise ConfigError(f"--label-fraction must be in (0, 1], got {value!r}")
     return number
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{flag(name)} got {value!r}; valid: {', '.join(choices)}")
+    return str(value)
 
 
 def _device(value: str) -> str:

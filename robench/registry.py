@@ -42,6 +42,9 @@ BUILTIN_PLUGINS = (
     "robench_plugins.datasets.shapes",
     "robench_plugins.distortions.noise",
     "robench_plugins.distortions.blur",
+    "robench_plugins.distortions.weather",
+    "robench_plugins.distortions.digital",
+    "robench_plugins.distortions.paper",
     "robench_plugins.methods.none",
     "robench_plugins.methods.finetune",
 )

@@ -26,7 +26,8 @@ from robench.backbone import file_digest
 from robench.config import DEFAULT_EPOCHS, RunConfig, make_config
 from robench.context import FitContext
 from robench.data import DatasetSplits, Split, label_budget, stratified_subset
-from robench.errors import PluginError
+from robench.api import Distortion
+from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
 from robench.leaderboard import leaderboard_frame, write_csv
 from robench.pretrain import PretrainConfig, default_cache_dir, initial_backbone
@@ -86,7 +87,7 @@ def plan(config: RunConfig) -> Plan:
     methods = _resolve(registry, "method", config.methods, "--methods")
     distortions = tuple(registry.resolve_distortions(config.distortions))
     for name in distortions:
-        distortion = registry.get("distortion", name)()
+        distortion = make_distortion(registry.info("distortion", name), config)
         for severity in config.severities or ():
             distortion.check_severity(severity, source="--severities")
     cells = tuple(
@@ -130,6 +131,19 @@ def execute(config: RunConfig) -> RunOutcome:
     return RunOutcome(leaderboard, config.out, paths, computed, reused)
 
 
+def make_distortion(info: PluginInfo, config: RunConfig) -> Distortion:
+    """An instance of a distortion plugin with the run's severity-table choice applied."""
+    distortion = info.cls()
+    if config.severity_table != "auto" and distortion.tables:
+        if config.severity_table not in distortion.tables:
+            raise ConfigError(
+                f"distortion {info.name!r} has no table {config.severity_table!r} (from "
+                f"--severity-table); it offers: {', '.join(distortion.tables)}"
+            )
+        distortion.table_override = config.severity_table
+    return distortion
+
+
 def load_dataset(registry: Registry, name: str, config: RunConfig) -> DatasetSplits:
     """Load a dataset's splits through its plugin, check them, and apply ``--max-train/test``."""
     info = registry.info("dataset", name, "--datasets")
@@ -160,6 +174,7 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
         "steps": config.steps,
         "batch_size": config.batch_size,
         "severities": list(config.severities) if config.severities else None,
+        "severity_table": config.severity_table,
         "max_train": config.max_train,
         "max_test": config.max_test,
     }
@@ -193,7 +208,7 @@ def _run_cell(
     config = the_plan.config
     method_info = the_plan.registry.info("method", key.method)
     distortion_info = the_plan.registry.info("distortion", key.distortion)
-    method, distortion = method_info.cls(), distortion_info.cls()
+    method, distortion = method_info.cls(), make_distortion(distortion_info, config)
     severities = the_plan.severities(key.distortion)
     labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     # Plugins that draw from torch's global RNG (e.g. a new head's init) stay reproducible too.

@@ -15,7 +15,8 @@ from robench.cli import main
 def test_list_shows_name_origin_description(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "distortions"]) == 0
     out = capsys.readouterr().out
-    assert "gaussian_noise  noise    built-in  Additive Gaussian pixel noise" in out
+    line = next(line for line in out.splitlines() if line.startswith("gaussian_noise "))
+    assert line.split()[1:4] == ["noise", "built-in", "Additive"]
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "datasets:" in out and "methods:" in out and "finetune" in out and "digits" in out
@@ -93,3 +94,30 @@ def test_console_script_reports_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
     assert "unknown dataset 'nope'" in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_show_distortions_writes_a_grid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    out = tmp_path / "grid.png"
+    assert main(["show-distortions", "--distortions", "noise,occlusion", "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    with Image.open(out) as image:
+        # label column + clean + 5 severities, header + one row per distortion (4 noise + occlusion)
+        assert image.size == (150 + 6 * 96, 22 + 5 * 96)
+    assert main(["show-distortions", "--index", "100000", "--out", str(tmp_path / "no.png")]) == 2
+    assert "out of range" in capsys.readouterr().err and not (tmp_path / "no.png").exists()
+    assert main(["show-distortions", "--distortions", "fogg", "--out", str(tmp_path / "no.png")]) == 2
+    assert "Did you mean 'fog'?" in capsys.readouterr().err
+
+
+def test_severity_table_is_recorded_and_validated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    out = tmp_path / "run"
+    assert main(fast_run_argv(out, seeds="0", methods="none", severity_table="imagenet-c")) == 0
+    record = json.loads(next((out / "cells").rglob("*.json")).read_text())
+    assert record["distortion"]["details"]["table"] == "imagenet-c"
+    capsys.readouterr()
+    assert main(fast_run_argv(tmp_path / "bad", severity_table="imagenet")) == 2
+    assert "--severity-table got 'imagenet'; valid: auto, imagenet-c, cifar-10-c" in capsys.readouterr().err

@@ -82,11 +82,14 @@ def test_name_clash_names_both_sources(tmp_path: Path) -> None:
 
 def test_resolve_distortions_names_groups_all() -> None:
     registry = Registry(entry_points=False)
-    assert registry.resolve_distortions(["noise"]) == ["gaussian_noise"]
+    assert registry.resolve_distortions(["noise"]) == ["gaussian_noise", "impulse_noise", "shot_noise",
+                                                       "speckle_noise"]
     assert registry.resolve_distortions(["all"]) == registry.names("distortion")
+    assert len(registry.names("distortion")) == 22
     assert registry.resolve_distortions(["gaussian_blur", "all"])[0] == "gaussian_blur"
-    with pytest.raises(ConfigError, match="unknown distortion 'fog'.*Choose from: .*all.*blur"):
-        registry.resolve_distortions(["fog"])
+    assert registry.resolve_distortions(["paper", "occlusion"]) == ["low_resolution", "occlusion", "salt_and_pepper"]
+    with pytest.raises(ConfigError, match="unknown distortion 'rain'.*Choose from: .*all.*blur"):
+        registry.resolve_distortions(["rain"])
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,32 @@
+"""Benchmark helpers: real images, a summary of images/s and ratios printed after the run.
+
+Run with ``pytest benchmarks/`` (not part of the test command: they measure, never assert speed).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+RATES: dict[tuple[str, ...], dict[str, float]] = {}
+
+
+def record(key: tuple[str, ...], **rates: float) -> None:
+    """Keep images/s (or steps/s) figures of one case for the summary table."""
+    RATES.setdefault(key, {}).update(rates)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RATES:
+        return
+    terminalreporter.section("throughput summary (per second; ratio = robench / reference)")
+    for key in sorted(RATES):
+        values = dict(RATES[key])
+        if "robench" in values and "reference" in values:
+            values["ratio"] = values["robench"] / values["reference"]
+        cells = "  ".join(f"{k}={v:,.1f}" for k, v in sorted(values.items()))
+        terminalreporter.write_line(f"{' '.join(key):40s} {cells}")

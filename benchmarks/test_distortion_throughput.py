@@ -1,0 +1,56 @@
+"""Images per second of every distortion on the CPU, at 32 and 224 px, beside the reference.
+
+robench runs a batch of 256 images; ``imagecorruptions`` (the reference, one image at a time)
+runs on a slice of the same images; both are timed by pytest-benchmark in the same run and the
+summary prints robench's images/s, the reference's, and their ratio.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import record
+from reference import imagecorruptions, real_images, to_uint8_hwc
+from robench.registry import Registry
+from robench.rng import BatchRNG, sample_seeds
+
+REGISTRY = Registry(entry_points=False)
+BATCH = 256
+REFERENCE_IMAGES = {32: 32, 224: 4}
+SEVERITY = 3
+
+
+@pytest.fixture(scope="module", params=[32, 224])
+def batch(request: pytest.FixtureRequest) -> torch.Tensor:
+    images = real_images(60, request.param)
+    return images.repeat(BATCH // 60 + 1, 1, 1, 1)[:BATCH].contiguous()
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("distortion"))
+def test_robench(benchmark, batch: torch.Tensor, name: str) -> None:
+    size = batch.shape[-1]
+    distortion = REGISTRY.get("distortion", name)()
+    seeds = sample_seeds(0, torch.arange(BATCH))
+    benchmark.group = f"{name} {size}px"
+    benchmark.pedantic(lambda: distortion(batch, SEVERITY, BatchRNG(seeds)), rounds=3, warmup_rounds=1)
+    rate = BATCH / benchmark.stats.stats.median
+    benchmark.extra_info["images_per_s"] = rate
+    record((name, f"{size}px"), robench=rate)
+
+
+@pytest.mark.parametrize("name", imagecorruptions().get_corruption_names("all"))
+def test_reference(benchmark, batch: torch.Tensor, name: str) -> None:
+    size = batch.shape[-1]
+    images = to_uint8_hwc(batch[: REFERENCE_IMAGES[size]])
+    corrupt = imagecorruptions().corrupt
+    benchmark.group = f"{name} {size}px"
+
+    def run() -> None:
+        for image in images:
+            corrupt(image, SEVERITY, corruption_name=name)
+
+    benchmark.pedantic(run, rounds=3 if size == 32 else 1, warmup_rounds=0)
+    rate = len(images) / benchmark.stats.stats.median
+    benchmark.extra_info["images_per_s"] = rate
+    record((name, f"{size}px"), reference=rate)

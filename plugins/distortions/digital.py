@@ -1,0 +1,216 @@
+"""Digital corruptions (Hendrycks & Dietterich, 2019, "Benchmarking Neural Network Robustness to
+Common Corruptions and Perturbations", ICLR), with the parameters of ImageNet-C and CIFAR-10-C.
+
+Images of 96 px and up use the ImageNet-C parameters, smaller ones the CIFAR-10-C parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
+from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
+from robench_plugins.distortions._filters import gaussian_blur
+from robench_plugins.distortions._jpeg import jpeg_roundtrip
+
+# contrast factor around the per-channel mean
+_CONTRAST = {"imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05), "cifar-10-c": (0.75, 0.5, 0.4, 0.3, 0.15)}
+# (saturation factor, saturation offset)
+_SATURATE = {
+    "imagenet-c": ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
+    "cifar-10-c": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+}
+# JPEG quality
+_JPEG = {"imagenet-c": (25, 18, 15, 10, 7), "cifar-10-c": (80, 65, 58, 50, 40)}
+# size factor of the box downscale
+_PIXELATE = {"imagenet-c": (0.6, 0.5, 0.4, 0.3, 0.25), "cifar-10-c": (0.95, 0.9, 0.85, 0.75, 0.65)}
+# ImageNet-C: alpha of the displacement (sigma 0.01 * size, max shift 0.005 * size);
+# CIFAR-10-C: (alpha, sigma, affine jitter) as fractions of the image size
+_ELASTIC_IMAGENET = tuple(250 * f for f in (0.05, 0.065, 0.085, 0.1, 0.12))
+_ELASTIC_CIFAR = ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
+
+
+class Contrast(Distortion):
+    """Contrast reduction: (x - per-channel mean) * c + mean."""
+
+    name = "contrast"
+    group = "digital"
+    tables = SEVERITY_TABLES
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        factor = _CONTRAST[self.table(*images.shape[-2:])][severity - 1]
+        mean = images.mean((2, 3), keepdim=True)
+        return ((images - mean) * factor + mean).clamp_(0.0, 1.0)
+
+
+class Saturate(Distortion):
+    """Saturation change: HSV saturation * c0 + c1, clipped.
+
+    The ImageNet-C validation digital corruption; severities 1-2 desaturate and 3-5 oversaturate,
+    as in the reference tables.
+    """
+
+    name = "saturate"
+    group = "digital"
+    tables = SEVERITY_TABLES
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        factor, offset = _SATURATE[self.table(*images.shape[-2:])][severity - 1]
+        hsv = rgb_to_hsv(images)
+        hsv[:, 1] = (hsv[:, 1] * factor + offset).clamp_(0.0, 1.0)
+        return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
+
+
+class JpegCompression(Distortion):
+    """JPEG compression at the table's quality, the codec's lossy steps in torch.
+
+    Colour transform, 4:2:0 chroma subsampling, 8x8 DCT, quantisation with the standard tables
+    scaled by quality, and the inverse path, reproducing Pillow/libjpeg's output.
+    """
+
+    name = "jpeg_compression"
+    group = "digital"
+    tables = SEVERITY_TABLES
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        quality = _JPEG[self.table(*images.shape[-2:])][severity - 1]
+        return jpeg_roundtrip(images, quality)
+
+
+class Pixelate(Distortion):
+    """Pixelation: box downscale by c, upscale back.
+
+    Pillow's BOX coefficients in its fixed point, rounding to uint8 after each pass, as the
+    references' ``Image.resize``: the upscale is nearest-neighbour in ``imagecorruptions``
+    (ImageNet-C) and BOX in the CIFAR-10-C script.
+    """
+
+    name = "pixelate"
+    group = "digital"
+    tables = SEVERITY_TABLES
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        factor = _PIXELATE[self.table(*images.shape[-2:])][severity - 1]
+        h, w = images.shape[-2:]
+        small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
+        small = _box_resize((images.to(torch.float64) * 255).round(), small_h, small_w)
+        if self.table(h, w) == "cifar-10-c":  # the CIFAR script upscales with BOX as well
+            return (_box_resize(small, h, w) / 255).to(images.dtype)
+        x = small
+        rows = _nearest_index(small_h, h, images.device)
+        cols = _nearest_index(small_w, w, images.device)
+        return (x[:, :, rows][:, :, :, cols] / 255).to(images.dtype)
+
+
+class ElasticTransform(Distortion):
+    """Elastic deformation by a smoothed random displacement field.
+
+    Linear interpolation with half-sample-symmetric borders, as
+    ``scipy.ndimage.map_coordinates(order=1, mode='reflect')``.
+
+    The two references differ and robench follows each for its table: ImageNet-C (as
+    ``imagecorruptions``) displaces only; CIFAR-10-C (Hendrycks' CIFAR script) first applies a
+    random affine warp (three points jittered by up to ``affine * size``, reflect-101 borders)
+    and then a displacement field of ``alpha * size`` smoothed with ``sigma * size``.
+    """
+
+    name = "elastic_transform"
+    group = "digital"
+    tables = SEVERITY_TABLES
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        if self.table(h, w) == "imagenet-c":
+            alpha, spread = _ELASTIC_IMAGENET[severity - 1], 0.005 * h
+            sigma = (0.01 * h, 0.01 * w)
+        else:
+            alpha_f, sigma_f, affine = _ELASTIC_CIFAR[severity - 1]
+            images = _random_affine(images, affine * h, rng)
+            alpha, spread, sigma = alpha_f * h, 1.0, (sigma_f * h, sigma_f * w)
+        field = rng.uniform(2, h, w).to(images.dtype) * (2 * spread) - spread
+        if alpha == 0:
+            return images.clamp(0.0, 1.0)
+        field = _smooth(field, sigma) * alpha
+        return _sample(images, field[:, 1], field[:, 0], "symmetric").clamp_(0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _box_weights(size: int, out: int, device: torch.device) -> torch.Tensor:
+    """Pillow's BOX resampling coefficients (``precompute_coeffs``) in its 8-bit fixed point
+    (22 fractional bits), ``(out, size)`` float64 holding integers."""
+    scale = size / out
+    support = 0.5 * max(scale, 1.0)
+    weights = torch.zeros(out, size, dtype=torch.float64)
+    for o in range(out):
+        centre = (o + 0.5) * scale
+        lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size)
+        taps = (torch.arange(lo, hi, dtype=torch.float64) - centre + 0.5) / max(scale, 1.0)
+        row = ((taps > -0.5) & (taps <= 0.5)).to(torch.float64)
+        weights[o, lo:hi] = torch.floor(0.5 + row / row.sum() * _FIXED_ONE)
+    return weights.to(device)
+
+
+_FIXED_ONE = float(1 << 22)
+
+
+def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pillow's two-pass BOX resize of uint8 levels (float64): horizontal first, each pass in
+    fixed point rounded half up and clipped to uint8, as Pillow stores uint8 between passes."""
+    h, w = levels.shape[-2:]
+    x = _fixed_point(levels @ _box_weights(w, width, levels.device).T)
+    return _fixed_point(_box_weights(h, height, levels.device) @ x)
+
+
+def _fixed_point(total: torch.Tensor) -> torch.Tensor:
+    return torch.floor((total + _FIXED_ONE / 2) / _FIXED_ONE).clamp_(0, 255)
+
+
+def _nearest_index(size: int, out: int, device: torch.device) -> torch.Tensor:
+    """Pillow's nearest-neighbour source index for each output pixel: floor((o + 0.5) * in / out)."""
+    return ((torch.arange(out, dtype=torch.float64) + 0.5) * (size / out)).floor().to(torch.int64).to(device)
+
+
+def _smooth(field: torch.Tensor, sigma: tuple[float, float]) -> torch.Tensor:
+    """Gaussian smoothing with scipy's ``reflect`` borders and ``truncate=3``, per-axis sigma."""
+    return gaussian_blur(field, sigma, mode="symmetric", truncate=3.0)
+
+
+def _sample(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, border: str) -> torch.Tensor:
+    """Bilinear sampling at (y + dy, x + dx) per pixel; ``symmetric`` reflects about the image
+    border (scipy ``reflect``), ``reflect101`` about the edge pixels (OpenCV's default)."""
+    b, _, h, w = images.shape
+    ys = torch.arange(h, device=images.device, dtype=images.dtype).view(1, h, 1) + dy
+    xs = torch.arange(w, device=images.device, dtype=images.dtype).view(1, 1, w) + dx
+    if border == "symmetric":  # align_corners=False reflects about -0.5 and size - 0.5
+        grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], -1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+
+
+def _random_affine(images: torch.Tensor, jitter: float, rng: BatchRNG) -> torch.Tensor:
+    """Hendrycks' CIFAR affine step: three points around the centre, each moved by up to
+    ``jitter`` pixels, define the affine map (``cv2.getAffineTransform`` + ``warpAffine``)."""
+    b, _, h, w = images.shape
+    centre = torch.tensor([h // 2, w // 2], dtype=torch.float64)
+    third = min(h, w) // 3
+    src = torch.stack([centre + third, centre + torch.tensor([third, -third]), centre - third])
+    dst = src[None] + (rng.uniform(3, 2).to(torch.float64).cpu() * 2 - 1) * jitter  # (B, 3, 2) as (x, y)
+    ones = torch.ones(b, 3, 1, dtype=torch.float64)
+    # the inverse map sends output points back to input points: solve [dst 1] @ A = src
+    inverse = torch.linalg.solve(torch.cat([dst, ones], 2), src.expand(b, -1, -1))  # (B, 3, 2)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
+    source = (points @ inverse).view(b, h, w, 2).to(images.device, images.dtype)
+    grid_x, grid_y = source[..., 0] - torch.arange(w, device=images.device), source[..., 1] - \
+        torch.arange(h, device=images.device).view(h, 1)
+    return _sample(images, grid_y, grid_x, "reflect101")
+
+
+@hookimpl
+def robench_distortions() -> list[type[Distortion]]:
+    return [Contrast, ElasticTransform, Pixelate, JpegCompression, Saturate]
+
