@@ -23,10 +23,13 @@ def record(key: tuple[str, ...], **rates: float) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not RATES:
         return
-    terminalreporter.section("throughput summary (per second; ratio = robench / reference)")
+    terminalreporter.section("throughput summary (per second; ratio = robench / reference or finetune)")
     for key in sorted(RATES):
         values = dict(RATES[key])
         if "robench" in values and "reference" in values:
             values["ratio"] = values["robench"] / values["reference"]
+        baseline = RATES.get((key[0], "finetune"), {}).get("images_per_s")
+        if key[0] == "train" and baseline:
+            values["ratio_to_finetune"] = values["images_per_s"] / baseline
         cells = "  ".join(f"{k}={v:,.1f}" for k, v in sorted(values.items()))
         terminalreporter.write_line(f"{' '.join(key):40s} {cells}")

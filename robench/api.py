@@ -24,10 +24,11 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from robench.backbone import ViTFeatures, extract_features
 from robench.context import Batch, FitContext
 from robench.errors import ConfigError, PluginError, RobenchError, SupervisionError
 from robench.hookspecs import hookimpl
@@ -49,9 +50,11 @@ __all__ = [
     "RobenchError",
     "SEVERITY_TABLES",
     "SupervisionError",
+    "ViTFeatures",
     "autocast",
     "clip_and_step",
     "cosine_schedule",
+    "extract_features",
     "hookimpl",
     "make_optimizer",
     "severity_table",
@@ -201,6 +204,15 @@ class Method(_Plugin, ABC):
 
     uses_clean_images: ClassVar[bool] = False
     uses_labels: ClassVar[bool] = False
+    # A frozen dataclass of hyper-parameters with defaults (None: the method has none), and named
+    # option sets; both are reachable from --methods as NAME[:PRESET][:KEY=VALUE]...
+    Options: ClassVar[type | None] = None
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, options: Any = None) -> None:
+        if options is None and self.Options is not None:
+            options = self.Options()
+        self.options = options
 
     @abstractmethod
     def fit(self, ctx: FitContext) -> nn.Module:

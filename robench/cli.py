@@ -15,6 +15,11 @@ from typing import NoReturn
 from robench.errors import RobenchError
 
 _KINDS = ("datasets", "distortions", "methods")
+# the kind-specific column of `robench list`: header and value
+_LIST_COLUMN = {
+    "distortions": ("group", lambda cls: cls.group),
+    "methods": ("presets", lambda cls: ", ".join(cls.presets)),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,11 +166,10 @@ def _list(args: argparse.Namespace) -> int:
     registry = Registry(args.plugins or ())
     blocks = []
     for kind in [args.kind] if args.kind else _KINDS:
-        rows = []
-        for info in registry.entries(kind):
-            group = [info.cls.group] if kind == "distortions" else []
-            rows.append([info.name, *group, info.origin, info.description])
-        header = ["name", *(["group"] if kind == "distortions" else []), "origin", "description"]
+        extra = _LIST_COLUMN.get(kind)
+        rows = [[info.name, *([extra[1](info.cls)] if extra else []), info.origin, info.description]
+                for info in registry.entries(kind)]
+        header = ["name", *([extra[0]] if extra else []), "origin", "description"]
         blocks.append(f"{kind}:\n" + tabulate(rows, headers=header, tablefmt="simple"))
     print("\n\n".join(blocks))
     return 0

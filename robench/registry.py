@@ -47,6 +47,7 @@ BUILTIN_PLUGINS = (
     "robench_plugins.distortions.paper",
     "robench_plugins.methods.none",
     "robench_plugins.methods.finetune",
+    "robench_plugins.methods.asym_kd",
 )
 
 # kind -> (hook name, base class)

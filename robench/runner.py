@@ -30,6 +30,7 @@ from robench.api import Distortion
 from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
 from robench.leaderboard import leaderboard_frame, write_csv
+from robench.method_spec import MethodSpec, build_method, parse_method_spec
 from robench.pretrain import PretrainConfig, default_cache_dir, initial_backbone
 from robench.provenance import environment
 from robench.registry import PluginInfo, Registry
@@ -84,7 +85,7 @@ def plan(config: RunConfig) -> Plan:
     """Resolve names against the plugin registry and check severities; writes nothing."""
     registry = Registry(config.plugins)
     datasets = _resolve(registry, "dataset", config.datasets, "--datasets")
-    methods = _resolve(registry, "method", config.methods, "--methods")
+    methods = tuple(build_method_spec(registry, text).text for text in config.methods)
     distortions = tuple(registry.resolve_distortions(config.distortions))
     for name in distortions:
         distortion = make_distortion(registry.info("distortion", name), config)
@@ -206,9 +207,10 @@ def _run_cell(
     steps: int, device: torch.device, settings_hash: str,
 ) -> CellResult:
     config = the_plan.config
-    method_info = the_plan.registry.info("method", key.method)
+    spec = parse_method_spec(key.method)
+    method_info = the_plan.registry.info("method", spec.name)
     distortion_info = the_plan.registry.info("distortion", key.distortion)
-    method, distortion = method_info.cls(), make_distortion(distortion_info, config)
+    method, distortion = build_method(the_plan.registry, spec), make_distortion(distortion_info, config)
     severities = the_plan.severities(key.distortion)
     labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     # Plugins that draw from torch's global RNG (e.g. a new head's init) stay reproducible too.
@@ -249,6 +251,13 @@ def _run_cell(
         timing={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
         environment=environment(device),
     )
+
+
+def build_method_spec(registry: Registry, text: str) -> MethodSpec:
+    """Parse a ``--methods`` item and check it builds (name, preset, option values)."""
+    spec = parse_method_spec(text)
+    build_method(registry, spec)
+    return spec
 
 
 def _resolve(registry: Registry, kind: str, names: Sequence[str], source: str) -> tuple[str, ...]:

@@ -37,6 +37,7 @@ BAD_INPUTS = [
     (dict(methods="finetun"), "unknown method 'finetun' (from --methods). Did you mean 'finetune'?"),
     (dict(distortions="gaussian_nois"), "unknown distortion 'gaussian_nois' (from --distortions). Did you mean 'gaussian_noise'?"),
     (dict(methods="none,,finetune"), "--methods needs a comma-separated list of names"),
+    (dict(methods="finetune:lrr=1"), "unknown option of method 'finetune' 'lrr' (from --methods). Did you mean 'lr'?"),
     (dict(severities="7"), "severity 7 (from --severities) is not offered by distortion 'gaussian_noise'; valid: 1, 2, 3, 4, 5"),
     (dict(severities="0"), "severity 0 (from --severities) is not offered"),
     (dict(severities="x"), "--severities must be an integer, got 'x'"),

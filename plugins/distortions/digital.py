@@ -96,13 +96,11 @@ class Pixelate(Distortion):
         factor = _PIXELATE[self.table(*images.shape[-2:])][severity - 1]
         h, w = images.shape[-2:]
         small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
-        small = _box_resize((images.to(torch.float64) * 255).round(), small_h, small_w)
+        small = _box_resize((images * 255).round(), small_h, small_w)
         if self.table(h, w) == "cifar-10-c":  # the CIFAR script upscales with BOX as well
             return (_box_resize(small, h, w) / 255).to(images.dtype)
-        x = small
-        rows = _nearest_index(small_h, h, images.device)
-        cols = _nearest_index(small_w, w, images.device)
-        return (x[:, :, rows][:, :, :, cols] / 255).to(images.dtype)
+        # Pillow's nearest upscale samples floor((o + 0.5) * in / out): torch's "nearest-exact"
+        return F.interpolate(small, size=(h, w), mode="nearest-exact").div_(255).to(images.dtype)
 
 
 class ElasticTransform(Distortion):
@@ -138,39 +136,40 @@ class ElasticTransform(Distortion):
 
 
 @functools.lru_cache(maxsize=64)
-def _box_weights(size: int, out: int, device: torch.device) -> torch.Tensor:
-    """Pillow's BOX resampling coefficients (``precompute_coeffs``) in its 8-bit fixed point
-    (22 fractional bits), ``(out, size)`` float64 holding integers."""
+def _box_taps(size: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow's BOX resampling (``precompute_coeffs``) from ``size`` to ``out`` pixels: a 0/1
+    ``(out, size)`` float32 matrix of the taps of each output pixel, and each output pixel's
+    fixed-point weight (the box weights of one output pixel are equal: round(2^22 / taps))."""
     scale = size / out
     support = 0.5 * max(scale, 1.0)
-    weights = torch.zeros(out, size, dtype=torch.float64)
+    taps = torch.zeros(out, size)
     for o in range(out):
         centre = (o + 0.5) * scale
         lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size)
-        taps = (torch.arange(lo, hi, dtype=torch.float64) - centre + 0.5) / max(scale, 1.0)
-        row = ((taps > -0.5) & (taps <= 0.5)).to(torch.float64)
-        weights[o, lo:hi] = torch.floor(0.5 + row / row.sum() * _FIXED_ONE)
-    return weights.to(device)
+        offsets = (torch.arange(lo, hi, dtype=torch.float64) - centre + 0.5) / max(scale, 1.0)
+        taps[o, lo:hi] = ((offsets > -0.5) & (offsets <= 0.5)).float()
+    weight = torch.floor(0.5 + _FIXED_ONE / taps.sum(1).double()).long()
+    return taps.to(device), weight.to(device)
 
 
-_FIXED_ONE = float(1 << 22)
+_FIXED_ONE = 1 << 22
 
 
 def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Pillow's two-pass BOX resize of uint8 levels (float64): horizontal first, each pass in
-    fixed point rounded half up and clipped to uint8, as Pillow stores uint8 between passes."""
+    """Pillow's two-pass BOX resize of uint8 levels: horizontal first, each pass in its 8-bit
+    fixed point (rounded half up, clipped), uint8 stored between the passes, as Pillow does."""
     h, w = levels.shape[-2:]
-    x = _fixed_point(levels @ _box_weights(w, width, levels.device).T)
-    return _fixed_point(_box_weights(h, height, levels.device) @ x)
+    taps, weight = _box_taps(w, width, levels.device)
+    x = _fixed_point(levels @ taps.T, weight)
+    taps, weight = _box_taps(h, height, levels.device)
+    return _fixed_point(taps @ x, weight[:, None])
 
 
-def _fixed_point(total: torch.Tensor) -> torch.Tensor:
-    return torch.floor((total + _FIXED_ONE / 2) / _FIXED_ONE).clamp_(0, 255)
-
-
-def _nearest_index(size: int, out: int, device: torch.device) -> torch.Tensor:
-    """Pillow's nearest-neighbour source index for each output pixel: floor((o + 0.5) * in / out)."""
-    return ((torch.arange(out, dtype=torch.float64) + 0.5) * (size / out)).floor().to(torch.int64).to(device)
+def _fixed_point(tap_sums: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(sum * weight + 2^21) >> 22, clipped to 0..255: exact, as the tap sums are integers
+    below 2^24 (exact in float32) and the product is taken in int64."""
+    total = tap_sums.round().to(torch.int64) * weight + (_FIXED_ONE >> 1)
+    return (total >> 22).clamp_(0, 255).to(torch.float32)
 
 
 def _smooth(field: torch.Tensor, sigma: tuple[float, float]) -> torch.Tensor:

@@ -24,7 +24,8 @@ class FinetuneOptions:
     """Hyper-parameters of supervised fine-tuning.
 
     Attributes:
-        lr: peak AdamW learning rate.
+        lr: peak AdamW learning rate (5e-4 suits the tiny default ViT and short budgets; a
+            hub ViT-S/B usually wants about 1e-4, e.g. ``finetune:lr=1e-4``).
         weight_decay: AdamW weight decay (not on biases, norms, embeddings).
         warmup_fraction: fraction of the steps with linear warmup before the cosine decay.
         label_smoothing: cross-entropy label smoothing.
@@ -32,7 +33,7 @@ class FinetuneOptions:
         log_every: log the mean loss every this many steps.
     """
 
-    lr: float = 1e-4
+    lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
@@ -45,9 +46,7 @@ class Finetune(Method):
 
     name = "finetune"
     uses_labels = True
-
-    def __init__(self, options: FinetuneOptions = FinetuneOptions()) -> None:
-        self.options = options
+    Options = FinetuneOptions
 
     def fit(self, ctx: FitContext) -> nn.Module:
         opt = self.options
