@@ -31,5 +31,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         baseline = RATES.get((key[0], "finetune"), {}).get("images_per_s")
         if key[0] == "train" and baseline:
             values["ratio_to_finetune"] = values["images_per_s"] / baseline
-        cells = "  ".join(f"{k}={v:,.1f}" for k, v in sorted(values.items()))
+        cells = "  ".join(f"{k}={v:,.3f}" if v < 10 else f"{k}={v:,.1f}" for k, v in sorted(values.items()))
         terminalreporter.write_line(f"{' '.join(key):40s} {cells}")

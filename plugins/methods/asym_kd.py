@@ -118,8 +118,9 @@ class AsymKD(Method):
         attn = sorted({b % depth for b in opt.attn_blocks}) if "attn" in opt.terms else []
         patch = sorted({b % depth for b in opt.patch_blocks}) if "patch" in opt.terms else []
         earlier = [b for b in patch if b != depth - 1]  # the last block's tokens come normed anyway
-        with torch.no_grad():
+        with torch.inference_mode():  # cheaper than no_grad; the targets are cloned out of it
             target = extract_features(teacher, clean, attn_blocks=attn, token_blocks=earlier)
+        target = _normal_tensors(target)
         output = extract_features(student, distorted, attn_blocks=attn, token_blocks=earlier)
         losses = {}
         if "global" in opt.terms:
@@ -139,6 +140,15 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
     for param in teacher.parameters():
         param.requires_grad_(False)
     return teacher
+
+
+def _normal_tensors(features: ViTFeatures) -> ViTFeatures:
+    """Copies of inference-mode tensors that autograd may save (as constants) for backward."""
+    return ViTFeatures(
+        cls=features.cls.clone(), patches=features.patches.clone(),
+        attentions={k: v.clone() for k, v in features.attentions.items()},
+        tokens={k: v.clone() for k, v in features.tokens.items()},
+    )
 
 
 def _patch_tokens(features: ViTFeatures, block: int, depth: int) -> torch.Tensor:
