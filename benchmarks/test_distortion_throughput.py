@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import record
-from reference import imagecorruptions, real_images, to_uint8_hwc
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+
+from conftest import record
+from reference import imagecorruptions, real_images, to_uint8_hwc
 
 REGISTRY = Registry(entry_points=False)
 BATCH = 256

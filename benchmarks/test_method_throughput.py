@@ -12,13 +12,14 @@ import copy
 import pytest
 import torch
 
-from conftest import record
 from robench.api import FitContext
 from robench.backbone import BackboneSpec, create_backbone
 from robench.data import label_budget
 from robench.method_spec import build_method, parse_method_spec
 from robench.registry import Registry
 from robench_plugins.distortions.noise import GaussianNoise
+
+from conftest import record
 
 REGISTRY = Registry(entry_points=False)
 SPEC = BackboneSpec(embed_dim=96, depth=4, num_heads=3)  # a tiny ViT at 32 px

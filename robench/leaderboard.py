@@ -77,9 +77,12 @@ def format_summary(table: pd.DataFrame, metric: str = "linear") -> str:
         rows = []
         for (distortion, method), cell in part.groupby(["distortion", "method"], sort=False):
             values = cell.set_index("severity")
-            rows.append([distortion, method, *(_pm(values, c) for c in conditions)])
-        header = ["distortion", "method", *conditions]
-        blocks.append(f"{dataset} ({metric} probe accuracy %, mean ± std over seeds)\n"
+            first = cell.iloc[0]
+            supervision = ["yes" if first["uses_labels"] else "no", "yes" if first["uses_clean_images"] else "no"]
+            rows.append([distortion, method, *supervision, *(_pm(values, c) for c in conditions)])
+        header = ["distortion", "method", "labels", "clean imgs", *conditions]
+        fraction = part["label_fraction"].iloc[0]
+        blocks.append(f"{dataset} ({metric} probe accuracy %, mean ± std over seeds; label fraction {fraction:g})\n"
                       + tabulate(rows, headers=header, tablefmt="simple", disable_numparse=True))
     return "\n\n".join(blocks)
 

@@ -43,7 +43,7 @@ class PretrainConfig:
 
     epochs: int = 50
     batch_size: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1

@@ -47,6 +47,8 @@ BUILTIN_PLUGINS = (
     "robench_plugins.distortions.paper",
     "robench_plugins.methods.none",
     "robench_plugins.methods.finetune",
+    "robench_plugins.methods.augmix",
+    "robench_plugins.methods.ssl",
     "robench_plugins.methods.asym_kd",
 )
 

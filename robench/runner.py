@@ -22,11 +22,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from robench.api import Distortion
 from robench.backbone import file_digest
 from robench.config import DEFAULT_EPOCHS, RunConfig, make_config
 from robench.context import FitContext
 from robench.data import DatasetSplits, Split, label_budget, stratified_subset
-from robench.api import Distortion
 from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
 from robench.leaderboard import leaderboard_frame, write_csv

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fast_run_argv
 from robench.cli import main
+
+from conftest import fast_run_argv
 
 
 def test_list_shows_name_origin_description(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,8 +27,9 @@ def test_run_prints_the_leaderboard_and_paths(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "run"
     assert main(fast_run_argv(out, seeds="0", methods="none")) == 0
     printed = capsys.readouterr().out
-    assert "shapes (linear probe accuracy %, mean ± std over seeds)" in printed
-    assert "gaussian_noise  none" in printed
+    assert "shapes (linear probe accuracy %, mean ± std over seeds; label fraction 0.1)" in printed
+    row = next(line for line in printed.splitlines() if line.startswith("gaussian_noise"))
+    assert row.split()[:4] == ["gaussian_noise", "none", "no", "no"]
     assert f"leaderboard: {out / 'leaderboards' / 'shapes.csv'}" in printed
     assert "(1 cells computed, 0 reused)" in printed
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import uniform_images
 from robench.api import ConfigError, Dataset, Distortion, Method
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+
+from conftest import uniform_images
 
 REGISTRY = Registry()
 

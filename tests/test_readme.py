@@ -42,6 +42,7 @@ def test_readme_plugin_example_defines_working_plugins() -> None:
 
 def test_readme_plugin_example_runs_as_a_plugin_file(tmp_path: Path) -> None:
     import robench
+
     from conftest import fast_run_options
 
     source = re.search(r"```python\n(# robench_invert.py\n.*?)```", README, flags=re.S).group(1)

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import robench
-from conftest import fast_run_options
 from robench.config import make_config
 from robench.errors import ConfigError
 from robench.leaderboard import COLUMNS
 from robench.runner import execute
+
+from conftest import fast_run_options
 
 
 @pytest.fixture(scope="module")

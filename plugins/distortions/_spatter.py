@@ -213,7 +213,7 @@ def _truncated_distance(edges: torch.Tensor) -> torch.Tensor:
     return dist.view(h, b, 1, w).permute(1, 2, 0, 3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chamfer_pairs(device: torch.device) -> torch.Tensor:
     """Per row offset dy, the nearer of two edges ``left`` px left / ``right`` px right of a
     column, indexed ``[dy + 20, left * 22 + right]``; gaps of 21 stand for none within reach."""

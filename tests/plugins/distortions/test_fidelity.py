@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from reference import imagecorruptions, psnr, real_images, reference, to_uint8_hwc
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._fractal import plasma_fractal
 from robench_plugins.distortions.blur import GlassBlur, ZoomBlur, _local_copies, motion_blur
+
+from reference import imagecorruptions, psnr, real_images, reference, to_uint8_hwc
 
 REGISTRY = Registry(entry_points=False)
 SEVERITIES = (1, 2, 3, 4, 5)

@@ -10,9 +10,10 @@ import PIL.features
 import pytest
 import torch
 from PIL import Image
-from reference import psnr, real_images, to_uint8_hwc
 
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
+
+from reference import psnr, real_images, to_uint8_hwc
 
 IMAGENET_C = (7, 10, 15, 18, 25)  # ImageNet-C's JPEG qualities, severities 1-5
 CIFAR_C = (80, 65, 58, 50, 40)  # CIFAR-10-C's
@@ -22,7 +23,7 @@ MAX_MEAN_ABS_LEVELS = 0.02
 MAX_PSNR_GAP_DB = 0.02
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def batch(name: str) -> torch.Tensor:
     """Real CIFAR-10 test images: 8 at 32 px, 4 upsampled to 224 px, 4 cropped to 45x37."""
     if name == "32":

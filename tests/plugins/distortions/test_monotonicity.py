@@ -12,9 +12,10 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from reference import real_images, reference
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+
+from reference import real_images, reference
 
 REGISTRY = Registry(entry_points=False)
 TABLES = {"cifar-10-c": (32, 32), "imagenet-c": (128, 8)}  # table -> (image size, image count)

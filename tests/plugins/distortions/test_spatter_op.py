@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference import psnr, real_images, reference
 
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
+
+from reference import psnr, real_images, reference
 
 IMAGENET = SPATTER_TABLES["imagenet-c"]
 CIFAR = SPATTER_TABLES["cifar-10-c"]

@@ -180,6 +180,7 @@ def test_distillation_makes_the_student_robust_under_strong_noise(digits_backbon
 
 def test_presets_and_options_from_a_run(tmp_path: Path) -> None:
     import robench
+
     from conftest import fast_run_options
 
     table = robench.run(**fast_run_options(tmp_path / "run", methods="none,asym_kd,asym_kd:global,asym_kd:attn:attn_rows=all",
