@@ -73,7 +73,29 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--out", help=f"run directory; re-running resumes it (default: {d.out})")
     where.add_argument("--cache-dir", help="cache of pretrained backbones (default: $ROBENCH_CACHE or ~/.cache/robench)")
     where.add_argument("--data-root", help="where datasets that read files look for them")
+    run.add_argument("--reference", help="method the leaderboard compares every row with (default: none)")
     _add_common(run)
+
+    board = sub.add_parser("leaderboard", help="rebuild and show the leaderboards of a run directory",
+                           description="Rebuild leaderboards and summaries from stored cells (no training).")
+    board.add_argument("run_dir", metavar="RUN_DIR")
+    _add_report_options(board)
+    board.add_argument("--reference", default="none", help="reference method (default: none)")
+    _add_common(board)
+
+    comparison = sub.add_parser("compare", help="compare two leaderboards side by side",
+                                description="Join two leaderboards (CSV files or run directories) on their keys.")
+    comparison.add_argument("a", metavar="A")
+    comparison.add_argument("b", metavar="B")
+    _add_report_options(comparison)
+    _add_common(comparison)
+
+    plot = sub.add_parser("plot", help="write PNG figures of a run directory's leaderboards",
+                          description="Accuracy by severity, method x distortion heat map, CD diagram.")
+    plot.add_argument("run_dir", metavar="RUN_DIR")
+    plot.add_argument("--metric", default="linear", help="linear or knn (default: linear)")
+    plot.add_argument("--out", help="folder for the PNGs (default: RUN_DIR/plots)")
+    _add_common(plot)
 
     show = sub.add_parser("show-distortions", help="write a PNG grid of every distortion at every severity",
                           description="One row per distortion, one column per severity, on a real test image.")
@@ -93,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                        help="output format (default: table)")
+    parser.add_argument("--metric", default="linear", help="linear or knn (default: linear)")
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH_OR_MODULE",
                         help="load a plugin module or .py file (repeatable)")
@@ -109,6 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "show-distortions":
             return _show_distortions(args)
+        if args.command == "leaderboard":
+            return _leaderboard(args)
+        if args.command == "compare":
+            return _compare(args)
+        if args.command == "plot":
+            return _plot(args)
         return _list(args)
     except RobenchError as exc:
         print(f"robench: error: {exc}", file=sys.stderr)
@@ -123,19 +157,64 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from robench.config import make_config
-    from robench.leaderboard import format_summary
     from robench.runner import execute
 
     options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     config = make_config(**options)
     with logging_redirect_tqdm():
         outcome = execute(config)
-    print(format_summary(outcome.leaderboard))
-    print()
-    for path in outcome.csv_paths.values():
-        print(f"leaderboard: {path}")
+    _print_outcome(outcome, "linear", "simple")
     print(f"run directory: {outcome.run_dir} ({outcome.computed} cells computed, "
           f"{outcome.reused} reused)")
+    return 0
+
+
+def _print_outcome(outcome, metric: str, tablefmt: str) -> None:
+    from robench.leaderboard import format_overview, format_summary
+
+    print(format_summary(outcome.leaderboard, metric, tablefmt))
+    print()
+    print(format_overview(outcome.summary, metric, tablefmt))
+    print()
+    for name, path in outcome.csv_paths.items():
+        print(f"{'summary' if name.endswith(' summary') else 'leaderboard'}: {path}")
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from robench.runner import rebuild_leaderboards
+
+    outcome = rebuild_leaderboards(Path(args.run_dir), args.reference)
+    if args.format == "csv":
+        print(outcome.leaderboard.to_csv(index=False, float_format="%.6f"), end="")
+        return 0
+    _print_outcome(outcome, args.metric, "github" if args.format == "markdown" else "simple")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from robench.compare import compare, load_leaderboard
+
+    table = compare(load_leaderboard(Path(args.a), "A"), load_leaderboard(Path(args.b), "B"), args.metric)
+    if args.format == "csv":
+        print(table.to_csv(index=False, float_format="%.6f"), end="")
+        return 0
+    shown = table.assign(**{c: (100 * table[c]).round(2) for c in table.columns if c.startswith(("mean", "ci95", "delta"))})
+    print(tabulate(shown, headers="keys", tablefmt="github" if args.format == "markdown" else "simple",
+                   showindex=False, disable_numparse=True))
+    print(f"\n{int(table['beyond_ci'].sum())} of {len(table)} rows differ beyond both 95% intervals (delta = B - A, %)")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from robench.plots import leaderboard_figures
+    from robench.runner import rebuild_leaderboards
+
+    outcome = rebuild_leaderboards(Path(args.run_dir))
+    out = Path(args.out) if args.out else Path(args.run_dir) / "plots"
+    for path in leaderboard_figures(outcome.leaderboard, outcome.summary, out, args.metric):
+        print(f"wrote {path}")
     return 0
 
 

@@ -47,6 +47,7 @@ class RunConfig:
     cache_dir: Path | None = None
     data_root: Path | None = None
     plugins: tuple[str, ...] = ()
+    reference: str = "none"
     quiet: bool = False
 
     def torch_device(self) -> torch.device:
@@ -103,6 +104,8 @@ def make_config(**kwargs: Any) -> RunConfig:
         values["severity_table"] = _choice(kwargs["severity_table"], "severity_table", SEVERITY_TABLE_CHOICES)
     if kwargs.get("quiet") is not None:
         values["quiet"] = bool(kwargs["quiet"])
+    if kwargs.get("reference") is not None:
+        values["reference"] = str(kwargs["reference"]).strip()
     values["backbone"] = _backbone(kwargs)
     config = RunConfig(**values)
     _check_consistency(config)

@@ -29,7 +29,8 @@ from robench.context import FitContext
 from robench.data import DatasetSplits, Split, label_budget, stratified_subset
 from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
-from robench.leaderboard import leaderboard_frame, write_csv
+from robench.leaderboard import build as build_leaderboard
+from robench.leaderboard import write_csv
 from robench.method_spec import MethodSpec, build_method, parse_method_spec
 from robench.pretrain import PretrainConfig, default_cache_dir, initial_backbone
 from robench.provenance import environment
@@ -59,9 +60,11 @@ class Plan:
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """What a run produced: the leaderboard, where files went, and how many cells were computed."""
+    """What a run produced: the leaderboard and its summary, the files written, and how many
+    cells were computed or reused."""
 
     leaderboard: pd.DataFrame
+    summary: pd.DataFrame
     run_dir: Path
     csv_paths: dict[str, Path]
     computed: int
@@ -91,6 +94,9 @@ def plan(config: RunConfig) -> Plan:
         distortion = make_distortion(registry.info("distortion", name), config)
         for severity in config.severities or ():
             distortion.check_severity(severity, source="--severities")
+    if config.reference != "none" and config.reference not in methods:
+        raise ConfigError(f"reference method {config.reference!r} (from --reference) is not among the "
+                          f"methods of the run; choose from: {', '.join(methods)}")
     cells = tuple(
         CellKey(d, t, m, s)
         for d in datasets for t in distortions for m in methods for s in config.seeds
@@ -112,7 +118,7 @@ def execute(config: RunConfig) -> RunOutcome:
     )
     bar = tqdm(total=len(the_plan.cells), desc="cells", unit="cell", disable=config.quiet)
     computed = reused = 0
-    tables, paths = [], {}
+    tables, summaries, paths = [], [], {}
     for name, data in loaded.items():
         keys = [k for k in the_plan.cells if k.dataset == name]
         todo = [k for k in keys if store.load(k) is None]
@@ -123,13 +129,44 @@ def execute(config: RunConfig) -> RunOutcome:
             computed += len(todo)
         results = [store.load(k) for k in keys]
         assert all(r is not None for r in results), "a computed cell could not be read back"
-        table = leaderboard_frame(results, the_plan.methods)
-        paths[name] = store.leaderboard_path(name)
-        write_csv(table, paths[name])
+        table, summary = build_leaderboard(results, the_plan.methods, config.reference)
+        paths.update(write_leaderboards(store, name, table, summary))
         tables.append(table)
+        summaries.append(summary)
     bar.close()
-    leaderboard = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    return RunOutcome(leaderboard, config.out, paths, computed, reused)
+    return RunOutcome(_concat(tables), _concat(summaries), config.out, paths, computed, reused)
+
+
+def rebuild_leaderboards(run_dir: Path, reference: str = "none") -> RunOutcome:
+    """Rebuild the leaderboards of a run directory from its stored cells (no training)."""
+    store = RunStore.existing(run_dir)
+    results = store.load_all()
+    if not results:
+        raise ConfigError(f"run directory {str(run_dir)!r} holds no finished cell")
+    methods = store.manifest().get("grid", {}).get("methods", [])
+    known = {r.key.method for r in results}
+    if reference != "none" and reference not in known:
+        raise ConfigError(f"reference method {reference!r} (from --reference) has no results in "
+                          f"{str(run_dir)!r}; choose from: {', '.join(sorted(known))}")
+    tables, summaries, paths = [], [], {}
+    for dataset in sorted({r.key.dataset for r in results}):
+        table, summary = build_leaderboard([r for r in results if r.key.dataset == dataset], methods, reference)
+        paths.update(write_leaderboards(store, dataset, table, summary))
+        tables.append(table)
+        summaries.append(summary)
+    return RunOutcome(_concat(tables), _concat(summaries), run_dir, paths, 0, len(results))
+
+
+def write_leaderboards(store: RunStore, dataset: str, table: pd.DataFrame, summary: pd.DataFrame) -> dict[str, Path]:
+    """Write a dataset's leaderboard and summary CSVs into the run directory; returns their paths."""
+    paths = {dataset: store.leaderboard_path(dataset), f"{dataset} summary": store.summary_path(dataset)}
+    write_csv(table, paths[dataset])
+    write_csv(summary, paths[f"{dataset} summary"])
+    return paths
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def make_distortion(info: PluginInfo, config: RunConfig) -> Distortion:

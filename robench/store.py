@@ -109,6 +109,37 @@ class RunStore:
         """Where the leaderboard CSV of ``dataset`` goes."""
         return self.root / "leaderboards" / f"{dataset}.csv"
 
+    def summary_path(self, dataset: str) -> Path:
+        """Where the summary CSV of ``dataset`` goes."""
+        return self.root / "leaderboards" / f"{dataset}-summary.csv"
+
+    def load_all(self) -> list[CellResult]:
+        """Every readable cell record of the directory made under its own settings (sorted)."""
+        results = []
+        for path in sorted((self.root / "cells").glob("*/*/*/seed-*.json")):
+            dataset, distortion, method = path.parts[-4:-1]
+            seed = path.stem.removeprefix("seed-")
+            if not seed.isdigit():
+                continue
+            result = self.load(CellKey(dataset, distortion, method, int(seed)))
+            if result is not None:
+                results.append(result)
+        return results
+
+    def manifest(self) -> dict[str, Any]:
+        """The manifest; :class:`ConfigError` if the directory has none."""
+        manifest = self._read_manifest()
+        if manifest is None:
+            raise ConfigError(f"{str(self.root)!r} is not a robench run directory (no {MANIFEST})")
+        return manifest
+
+    @classmethod
+    def existing(cls, root: Path) -> RunStore:
+        """A store for an existing run directory, with the settings it was made with."""
+        probe = cls(root, {})
+        manifest = probe.manifest()
+        return cls(root, manifest.get("settings", {}))
+
     def _read_manifest(self) -> dict[str, Any] | None:
         path = self.root / MANIFEST
         if not path.is_file():

@@ -27,7 +27,8 @@ def test_run_prints_the_leaderboard_and_paths(tmp_path: Path, capsys: pytest.Cap
     out = tmp_path / "run"
     assert main(fast_run_argv(out, seeds="0", methods="none")) == 0
     printed = capsys.readouterr().out
-    assert "shapes (linear probe accuracy %, mean ± std over seeds; label fraction 0.1)" in printed
+    assert "shapes (linear probe accuracy %, mean ± std over seeds; label fraction 0.1; * significantly" in printed
+    assert "shapes summary (linear)" in printed and "summary: " in printed
     row = next(line for line in printed.splitlines() if line.startswith("gaussian_noise"))
     assert row.split()[:4] == ["gaussian_noise", "none", "no", "no"]
     assert f"leaderboard: {out / 'leaderboards' / 'shapes.csv'}" in printed
