@@ -36,7 +36,12 @@ from robench.rng import BatchRNG
 from robench.training import autocast, clip_and_step, cosine_schedule, make_optimizer
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from torch import nn
+
+    from robench.cells import CellStatus, CellTask
+    from robench.config import RunConfig
 
 __all__ = [
     "Batch",
@@ -44,6 +49,7 @@ __all__ = [
     "ConfigError",
     "Dataset",
     "Distortion",
+    "Executor",
     "FitContext",
     "Method",
     "PluginError",
@@ -221,3 +227,24 @@ class Method(_Plugin, ABC):
         The returned module is evaluated frozen, on its CLS embedding after the final norm
         (``forward_features(x)[:, 0]`` of a timm Vision Transformer).
         """
+
+
+class Executor(_Plugin, ABC):
+    """Where the cells of a grid run: yields each task's status as it finishes (any order).
+
+    Subclasses set ``name`` and implement :meth:`run`, sending every task through
+    :func:`robench.cells.run_cell_task` (results travel through the run directory, which all
+    workers must see). The instance gets the run's config, whose executor fields
+    (``ray_address``, ``gpus_per_cell``, ``slurm_partition``, ...) it may read.
+    """
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` if this executor cannot run here (called before anything
+        is written); the default accepts."""
+
+    @abstractmethod
+    def run(self, tasks: Sequence[CellTask]) -> Iterator[CellStatus]:
+        """Run every task; yield one status per task."""

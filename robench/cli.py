@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from robench.errors import RobenchError
 
-_KINDS = ("datasets", "distortions", "methods")
+_KINDS = ("datasets", "distortions", "methods", "executors")
 # the kind-specific column of `robench list`: header and value
 _LIST_COLUMN = {
     "distortions": ("group", lambda cls: cls.group),
@@ -74,7 +74,25 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--cache-dir", help="cache of pretrained backbones (default: $ROBENCH_CACHE or ~/.cache/robench)")
     where.add_argument("--data-root", help="where datasets that read files look for them")
     run.add_argument("--reference", help="method the leaderboard compares every row with (default: none)")
+    control = run.add_argument_group("control")
+    control.add_argument("--config", help="TOML or YAML file of options (keys as the flags); flags override it")
+    control.add_argument("--dry-run", action="store_true", help="print the grid and its size; run nothing")
+    control.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
+    cluster = run.add_argument_group("executor")
+    cluster.add_argument("--executor", help="where cells run: local, ray, slurm, or a plugin's (default: local)")
+    cluster.add_argument("--ray-address", help="Ray cluster address (default: the running Ray, else a local one)")
+    cluster.add_argument("--gpus-per-cell", help="GPUs per cell for ray and slurm (default: 0)")
+    cluster.add_argument("--cpus-per-cell", help="CPUs per cell for ray and slurm (default: 1)")
+    cluster.add_argument("--slurm-partition", help="SLURM partition")
+    cluster.add_argument("--slurm-timeout-min", help="SLURM time limit per cell, minutes (default: 60)")
+    cluster.add_argument("--slurm-local", action="store_true", default=None,
+                         help="run the SLURM jobs as local subprocesses (submitit's local executor)")
     _add_common(run)
+
+    state = sub.add_parser("status", help="show done, failed, running and pending cells of a run directory",
+                           description="Progress of a run directory against its grid.")
+    state.add_argument("run_dir", metavar="RUN_DIR")
+    _add_common(state)
 
     board = sub.add_parser("leaderboard", help="rebuild and show the leaderboards of a run directory",
                            description="Rebuild leaderboards and summaries from stored cells (no training).")
@@ -124,7 +142,7 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plugin", action="append", dest="plugins", metavar="PATH_OR_MODULE",
                         help="load a plugin module or .py file (repeatable)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info logs")
+    parser.add_argument("-q", "--quiet", action="store_true", default=None, help="no progress bars or info logs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "show-distortions":
             return _show_distortions(args)
+        if args.command == "status":
+            return _status(args)
         if args.command == "leaderboard":
             return _leaderboard(args)
         if args.command == "compare":
@@ -157,15 +177,40 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from robench.config import make_config
-    from robench.runner import execute
+    from robench.config_file import read_config_file
+    from robench.runner import describe, execute
 
-    options = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    actions = {"command", "config", "dry_run", "retry_failed"}
+    options = read_config_file(Path(args.config).expanduser()) if args.config else {}
+    options.update({k: v for k, v in vars(args).items() if k not in actions and v is not None})
     config = make_config(**options)
+    if args.dry_run:
+        print(describe(config))
+        return 0
     with logging_redirect_tqdm():
-        outcome = execute(config)
-    _print_outcome(outcome, "linear", "simple")
+        outcome = execute(config, retry_failed=args.retry_failed)
+    if not outcome.leaderboard.empty:
+        _print_outcome(outcome, "linear", "simple")
     print(f"run directory: {outcome.run_dir} ({outcome.computed} cells computed, "
-          f"{outcome.reused} reused)")
+          f"{outcome.reused} reused, {len(outcome.failed)} failed)")
+    if outcome.failed:
+        for key, error in sorted(outcome.failed.items()):
+            print(f"failed: {key}: {error}")
+        print("failure records (reason and traceback) are next to the cells as seed-N.failed.json; "
+              "rerun with --retry-failed to compute them again")
+        return 1
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from robench.runner import status
+
+    states = status(Path(args.run_dir))
+    total = sum(len(v) for v in states.values())
+    print(f"{args.run_dir}: {total} cells: " + ", ".join(f"{len(v)} {k}" for k, v in states.items()))
+    for state in ("failed", "running"):
+        for key, error in states[state]:
+            print(f"{state}: {key}" + (f": {error}" if error else ""))
     return 0
 
 

@@ -8,6 +8,7 @@ the plugin registry. Errors name the flag and the valid values.
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,13 @@ class RunConfig:
     data_root: Path | None = None
     plugins: tuple[str, ...] = ()
     reference: str = "none"
+    executor: str = "local"
+    ray_address: str | None = None
+    gpus_per_cell: float = 0.0
+    cpus_per_cell: int = 1
+    slurm_partition: str | None = None
+    slurm_timeout_min: int = 60
+    slurm_local: bool = False
     quiet: bool = False
 
     def torch_device(self) -> torch.device:
@@ -103,9 +111,17 @@ def make_config(**kwargs: Any) -> RunConfig:
     if kwargs.get("severity_table") is not None:
         values["severity_table"] = _choice(kwargs["severity_table"], "severity_table", SEVERITY_TABLE_CHOICES)
     if kwargs.get("quiet") is not None:
-        values["quiet"] = bool(kwargs["quiet"])
-    if kwargs.get("reference") is not None:
-        values["reference"] = str(kwargs["reference"]).strip()
+        values["quiet"] = _bool(kwargs["quiet"], "quiet")
+    for name in ("reference", "executor", "ray_address", "slurm_partition"):
+        if kwargs.get(name) is not None:
+            values[name] = str(kwargs[name]).strip()
+    for name, minimum in (("cpus_per_cell", 1), ("slurm_timeout_min", 1)):
+        if kwargs.get(name) is not None:
+            values[name] = _int(kwargs[name], name, minimum)
+    if kwargs.get("gpus_per_cell") is not None:
+        values["gpus_per_cell"] = _non_negative(kwargs["gpus_per_cell"], "gpus_per_cell")
+    if kwargs.get("slurm_local") is not None:
+        values["slurm_local"] = _bool(kwargs["slurm_local"], "slurm_local")
     values["backbone"] = _backbone(kwargs)
     config = RunConfig(**values)
     _check_consistency(config)
@@ -117,9 +133,26 @@ def _check_consistency(config: RunConfig) -> None:
         raise ConfigError("give --epochs or --steps, not both")
     if config.weights is not None:
         check_weights_path(config.weights)
-    if config.out.exists() and not config.out.is_dir():
-        raise ConfigError(f"output {str(config.out)!r} (from --out) exists and is not a directory")
+    _check_writable(config.out)
     config.backbone.validate()
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an output that is a file, lies under a file, or cannot be written (probed by
+    creating and removing a temporary directory in its nearest existing folder)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"output {str(out)!r} (from --out) exists and is not a directory")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"output {str(out)!r} (from --out) lies under {str(existing)!r}, which is not a directory")
+    try:
+        with tempfile.TemporaryDirectory(dir=existing, prefix=".robench-write-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"output {str(out)!r} (from --out) is not writable: cannot create files in "
+                          f"{str(existing)!r} ({exc.strerror or exc})") from None
 
 
 def _split(value: Any) -> list[str]:
@@ -169,6 +202,27 @@ def _ints(value: Any, name: str, minimum: int | None) -> tuple[int, ...]:
     return tuple(dict.fromkeys(_int(p, name, minimum) for p in parts))
 
 
+def _non_negative(value: Any, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{flag(name)} must be a number, got {value!r}") from None
+    if number < 0:
+        raise ConfigError(f"{flag(name)} must be at least 0, got {value!r}")
+    return number
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise ConfigError(f"{flag(name)} must be true or false, got {value!r}")
+
+
 def _fraction(value: Any) -> float:
     try:
         number = float(value)
@@ -204,12 +258,19 @@ def _device(value: str) -> str:
 
 
 def _backbone(kwargs: dict[str, Any]) -> BackboneSpec:
+    """The default tiny ViT, or, when a model is named, that model with timm's own sizes; size
+    options override either (``none`` keeps timm's value)."""
     given = kwargs.get("backbone")
     if isinstance(given, BackboneSpec):
         return given
-    spec: dict[str, Any] = {}
+    if given is None:
+        spec = BackboneSpec()
+    else:
+        spec = BackboneSpec(str(given).strip(), None, None, None, None, None)
+    sizes: dict[str, Any] = {}
     for key, attr in _BACKBONE_FIELDS.items():
-        if kwargs.get(key) is None:
+        value = kwargs.get(key)
+        if attr == "model" or value is None:
             continue
-        spec[attr] = str(kwargs[key]) if attr == "model" else _int(kwargs[key], key, 1)
-    return BackboneSpec(**spec)
+        sizes[attr] = None if str(value).strip().lower() == "none" else _int(value, key, 1)
+    return dataclasses.replace(spec, **sizes)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from robench.api import Dataset, Distortion, Method
+    from robench.api import Dataset, Distortion, Executor, Method
 
 PROJECT_NAME = "robench"
 
@@ -56,4 +56,15 @@ def robench_datasets() -> list[type[Dataset]]:
 
     Returns:
         Subclasses of :class:`robench.api.Dataset`, each with a unique ``name``.
+    """
+
+
+@hookspec
+def robench_executors() -> list[type[Executor]]:
+    """Return the executor classes this plugin provides (where the cells of a grid run).
+
+    Called once per registry, when robench collects plugins.
+
+    Returns:
+        Subclasses of :class:`robench.api.Executor`, each with a unique ``name``.
     """

@@ -30,7 +30,7 @@ from types import ModuleType
 import pluggy
 
 from robench import hookspecs
-from robench.api import Dataset, Distortion, Method
+from robench.api import Dataset, Distortion, Executor, Method
 from robench.errors import ConfigError, PluginError, unknown_choice
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ BUILTIN_PLUGINS = (
     "robench_plugins.methods.augmix",
     "robench_plugins.methods.ssl",
     "robench_plugins.methods.asym_kd",
+    "robench.executors.local",
+    "robench.executors.ray_executor",
+    "robench.executors.slurm_executor",
 )
 
 # kind -> (hook name, base class)
@@ -57,6 +60,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "dataset": ("robench_datasets", Dataset),
     "distortion": ("robench_distortions", Distortion),
     "method": ("robench_methods", Method),
+    "executor": ("robench_executors", Executor),
 }
 
 

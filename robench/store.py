@@ -4,29 +4,47 @@ Layout::
 
     RUN_DIR/
       manifest.json                              settings, grid, environment
-      cells/<dataset>/<distortion>/<method>/seed-<n>.json
-      leaderboards/<dataset>.csv
+      config.toml                                the resolved run config (robench run --config)
+      cells/<dataset>/<distortion>/<method>/seed-<n>.json          a finished cell
+      cells/<dataset>/<distortion>/<method>/seed-<n>.failed.json   a failed cell: reason, traceback
+      leaderboards/<dataset>.csv, <dataset>-summary.csv
+      .locks/                                    one lock file per cell being computed
 
 Every file is written atomically, so a record that exists is complete; a record that cannot be
 read back (or was computed under other settings) is treated as missing and recomputed.
+
+Processes share a run directory safely by claiming cells: a process computes a cell only while it
+holds an exclusive ``flock`` on the cell's lock file, which the kernel releases when the process
+ends, however it ends. (``flock`` needs a local or flock-capable shared filesystem; elsewhere,
+run one process per directory.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from robench.atomic import write_text
+try:  # POSIX; without it, cells are not claimed (one process per directory)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+from robench.atomic import remove_stale_temporaries, write_text
 from robench.errors import ConfigError
 from robench.results import CellKey, CellResult
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+CONFIG = "config.toml"
 
 
 def settings_hash(settings: dict[str, Any]) -> str:
@@ -56,29 +74,52 @@ class RunStore:
         old = manifest.get("settings", {})
         if old == self.settings:
             return
-        diffs = [
-            f"{k}: {old.get(k)!r} there vs {self.settings.get(k)!r} now"
-            for k in sorted(set(old) | set(self.settings)) if old.get(k) != self.settings.get(k)
-        ]
+        changed = sorted(k for k in set(old) | set(self.settings) if old.get(k) != self.settings.get(k))
+        changed.sort(key=lambda k: (k not in old or k not in self.settings))  # values on both sides first
+        diffs = [f"{k}: {old.get(k)!r} there vs {self.settings.get(k)!r} now" for k in changed]
         raise ConfigError(
             f"run directory {str(self.root)!r} (from --out) was made with other settings "
             f"({'; '.join(diffs[:3])}); choose another --out or repeat its settings"
         )
 
-    def open(self, grid: dict[str, list[Any]], environment: dict[str, Any]) -> None:
-        """Create the directory if needed and record the settings and the grid in the manifest."""
+    def open(self, grid: dict[str, list[Any]], environment: dict[str, Any], config_text: str = "") -> None:
+        """Create the directory if needed, record the settings, the grid (merged with earlier
+        runs') and the environment in the manifest, write the resolved config, and remove the
+        temporary files of writers that were killed."""
         self.check_compatible()
-        manifest = self._read_manifest() or {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "settings": self.settings,
-            "settings_hash": self.settings_hash,
-            "grid": {},
-        }
-        for axis, values in grid.items():
-            known = manifest["grid"].setdefault(axis, [])
-            known.extend(v for v in values if v not in known)
-        manifest["environment"] = environment
-        write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._directory_lock():
+            manifest = self._read_manifest() or {
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "settings": self.settings,
+                "settings_hash": self.settings_hash,
+                "grid": {},
+            }
+            for axis, values in grid.items():
+                known = manifest["grid"].setdefault(axis, [])
+                known.extend(v for v in values if v not in known)
+            manifest["environment"] = environment
+            write_text(self.root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+            if config_text:
+                write_text(self.root / CONFIG, config_text)
+        removed = remove_stale_temporaries(self.root)
+        if removed:
+            logger.info("removed %d temporary files left by killed writers", removed)
+
+    @contextlib.contextmanager
+    def _directory_lock(self) -> Iterator[None]:
+        """Serialise manifest updates between processes (flock on .locks/manifest.lock)."""
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        path = self.root / ".locks" / "manifest.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def cell_path(self, key: CellKey) -> Path:
         """Path of a cell's record."""
@@ -104,6 +145,62 @@ class RunStore:
         path = self.cell_path(result.key)
         write_text(path, json.dumps(result.to_dict(), separators=(",", ":")) + "\n")
         return path
+
+    def failure_path(self, key: CellKey) -> Path:
+        """Path of a cell's failure record."""
+        return self.cell_path(key).with_suffix(".failed.json")
+
+    def save_failure(self, key: CellKey, error: str, traceback: str) -> Path:
+        """Record that a cell failed, with the error line and the traceback (atomically)."""
+        record = {"key": dataclasses.asdict(key), "settings_hash": self.settings_hash, "error": error,
+                  "traceback": traceback, "time": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        path = self.failure_path(key)
+        write_text(path, json.dumps(record, indent=2) + "\n")
+        return path
+
+    def load_failure(self, key: CellKey) -> dict[str, Any] | None:
+        """The failure record of a cell, or None."""
+        try:
+            record = json.loads(self.failure_path(key).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record if record.get("settings_hash") == self.settings_hash else None
+
+    def clear_failure(self, key: CellKey) -> None:
+        """Forget a cell's failure (after it succeeded)."""
+        self.failure_path(key).unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def claim(self, key: CellKey) -> Iterator[bool]:
+        """Hold the cell's lock for the block; yields False if another live process holds it."""
+        if fcntl is None:  # pragma: no cover - Windows
+            yield True
+            return
+        path = self._lock_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{os.getpid()}\n")
+                handle.flush()
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def is_claimed(self, key: CellKey) -> bool:
+        """Whether a live process holds the cell's lock right now."""
+        with self.claim(key) as free:
+            return not free
+
+    def _lock_path(self, key: CellKey) -> Path:
+        digest = hashlib.sha1(str(key.relpath()).encode()).hexdigest()[:16]
+        return self.root / ".locks" / f"{digest}.lock"
 
     def leaderboard_path(self, dataset: str) -> Path:
         """Where the leaderboard CSV of ``dataset`` goes."""

@@ -56,6 +56,8 @@ def fast_run_argv(out: Path, **overrides: Any) -> list[str]:
     flags = {"num_heads": "heads"}
     argv = ["run"]
     for key, value in options.items():
+        if value is None:
+            continue
         if key == "quiet":
             argv += ["-q"] if value else []
             continue

@@ -32,7 +32,7 @@ def test_run_prints_the_leaderboard_and_paths(tmp_path: Path, capsys: pytest.Cap
     row = next(line for line in printed.splitlines() if line.startswith("gaussian_noise"))
     assert row.split()[:4] == ["gaussian_noise", "none", "no", "no"]
     assert f"leaderboard: {out / 'leaderboards' / 'shapes.csv'}" in printed
-    assert "(1 cells computed, 0 reused)" in printed
+    assert "(1 cells computed, 0 reused, 0 failed)" in printed
 
 
 BAD_INPUTS = [
@@ -60,6 +60,48 @@ BAD_INPUTS = [
 ]
 
 
+def _make_foreign_run_dir(tmp: Path) -> None:
+    (tmp / "run").mkdir()
+    (tmp / "run" / "manifest.json").write_text('{"settings": {"label_fraction": 0.9}, "grid": {}}')
+
+
+def _write_config(text: str):
+    def setup(tmp: Path) -> None:
+        (tmp / "grid.toml").write_text(text)
+    return setup
+
+
+# (options changed from the fast run, extra argv, setup of the directory, expected message)
+MORE_BAD_INPUTS = [
+    (dict(datasets=""), [], None, "--datasets needs a comma-separated list of names"),
+    (dict(steps=None, epochs="-1"), [], None, "--epochs must be at least 1, got -1"),
+    (dict(), ["--config", "{tmp}/grid.toml"], _write_config("seeds = [0\n"), "cannot parse config file"),
+    (dict(), ["--config", "{tmp}/grid.toml"], _write_config("sedes = [0]\n"),
+     "unknown config key 'sedes' (from {tmp}/grid.toml). Did you mean 'seeds'?"),
+    (dict(), ["--config", "{tmp}/missing.toml"], None, "config file '{tmp}/missing.toml' (from --config) does not exist"),
+    (dict(), ["--out", "/proc/robench-no-such-dir/run"], None, "(from --out) is not writable"),
+    (dict(), [], _make_foreign_run_dir, "was made with other settings (label_fraction: 0.9 there vs 0.1 now"),
+    (dict(executor="spark"), [], None, "unknown executor 'spark' (from --executor). Choose from: local, ray, slurm"),
+    (dict(gpus_per_cell="-1"), [], None, "--gpus-per-cell must be at least 0, got '-1'"),
+    (dict(reference="asym_kd"), [], None, "reference method 'asym_kd' (from --reference) is not among the methods"),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b"" for p in sorted(root.rglob("*"))}
+
+
+def _check_one_line_exit_2(argv: list[str], tmp: Path, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = _tree(tmp)
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robench: error: ")
+    assert message.replace("{tmp}", str(tmp)) in lines[0]
+    assert _tree(tmp) == before  # nothing written, nothing changed
+
+
 @pytest.mark.parametrize(("change", "message"), BAD_INPUTS, ids=[m[:40] for _, m in BAD_INPUTS])
 def test_bad_input_is_one_line_exit_2_nothing_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, message: str
@@ -71,13 +113,17 @@ def test_bad_input_is_one_line_exit_2_nothing_written(
         argv += ["--plugin", change["plugin"]]
     if "weights" in change:  # relative to the test's directory
         argv[argv.index("--weights") + 1] = str(tmp_path / change["weights"])
-    assert main(argv) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert lines == [lines[0]] and lines[0].startswith("robench: error: ")
-    assert message.replace("{tmp}", str(tmp_path)) in lines[0]
-    assert not out.exists()
+    _check_one_line_exit_2(argv, tmp_path, message, capsys)
+
+
+@pytest.mark.parametrize(("change", "extra", "setup", "message"), MORE_BAD_INPUTS,
+                         ids=[m[:40] for *_, m in MORE_BAD_INPUTS])
+def test_more_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict, extra: list[str],
+                        setup, message: str) -> None:
+    if setup is not None:
+        setup(tmp_path)
+    argv = fast_run_argv(tmp_path / "run", **change) + [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    _check_one_line_exit_2(argv, tmp_path, message, capsys)
 
 
 def test_argparse_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
