@@ -60,7 +60,9 @@ __all__ = [
     "autocast",
     "clip_and_step",
     "cosine_schedule",
+    "default_data_root",
     "extract_features",
+    "files_fingerprint",
     "hookimpl",
     "make_optimizer",
     "severity_table",
@@ -185,6 +187,14 @@ class Dataset(_Plugin, ABC):
 
     num_classes: int
     hflip: ClassVar[bool] = True
+    # Set by the harness from --download: only then may load() fetch files from the network.
+    download: bool = False
+
+    def fingerprint(self, root: Path | None) -> str | None:
+        """A string that changes whenever the files behind the splits change (see
+        :func:`files_fingerprint`); the harness then caches the decoded, resized splits. None (the
+        default) for datasets built in memory, which are not cached."""
+        return None
 
     @abstractmethod
     def load(self, split: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,6 +208,30 @@ class Dataset(_Plugin, ABC):
             ``(images, labels)``: uint8 ``(N, 3, H, W)`` and int64 ``(N,)`` with values in
             ``[0, num_classes)``, on the CPU.
         """
+
+
+def default_data_root() -> Path:
+    """Where file-backed datasets look without ``--data-root``: ``$ROBENCH_DATA``, else the
+    ``data`` folder of robench's cache (``$ROBENCH_CACHE``, ``~/.cache/robench``)."""
+    import os
+
+    if os.environ.get("ROBENCH_DATA"):
+        return Path(os.environ["ROBENCH_DATA"]).expanduser()
+    from robench.pretrain import default_cache_dir
+
+    return default_cache_dir() / "data"
+
+
+def files_fingerprint(paths: list[Path]) -> str:
+    """Names, sizes and modification times of files, hashed: a cheap identity of a dataset's
+    sources (no file is read)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        stat = path.stat()
+        digest.update(f"{path.as_posix()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class Method(_Plugin, ABC):

@@ -101,6 +101,18 @@ def backbone_input_size(model: nn.Module) -> tuple[int, int]:
     return tuple(model.patch_embed.img_size)  # type: ignore[return-value]
 
 
+def input_size(spec: BackboneSpec) -> tuple[int, int]:
+    """(H, W) a backbone of ``spec`` takes: its override, else timm's default for the model."""
+    import timm
+
+    if spec.img_size:
+        return (spec.img_size, spec.img_size)
+    spec.validate()
+    with torch.device("meta"):  # no memory, no weights: only the configuration is needed
+        model = timm.create_model(spec.model, pretrained=False, **spec.overrides())
+    return backbone_input_size(model)
+
+
 def cls_embedding(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The CLS token after the final norm, ``(B, D)``: robench's evaluation embedding."""
     return model.forward_features(images)[:, 0]

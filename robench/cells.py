@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from robench.api import Distortion
+from robench.backbone import input_size
 from robench.config import DEFAULT_EPOCHS, RunConfig
 from robench.context import FitContext
 from robench.data import DatasetSplits, Split, label_budget, stratified_subset
+from robench.dataset_cache import load_splits
 from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
 from robench.method_spec import build_method, parse_method_spec
@@ -134,11 +136,16 @@ def training_steps(config: RunConfig, num_train: int) -> int:
     return config.steps or (config.epochs or DEFAULT_EPOCHS) * math.ceil(num_train / config.batch_size)
 
 
-def starting_backbone(config: RunConfig, data: DatasetSplits) -> tuple[nn.Module, str]:
+def pretrain_config(config: RunConfig) -> PretrainConfig:
+    """The clean pretraining recipe of a run (``--pretrain``, ``--pretrain-epochs``)."""
+    return PretrainConfig(mode=config.pretrain, epochs=config.pretrain_epochs)
+
+
+def starting_backbone(config: RunConfig, data: DatasetSplits, registry: Registry) -> tuple[nn.Module, str]:
     """The backbone every method of a dataset starts from (pretrained once, then cached)."""
     return initial_backbone(
-        config.backbone, data, config.weights, PretrainConfig(epochs=config.pretrain_epochs),
-        config.cache_dir or default_cache_dir(), config.torch_device(), show_progress=not config.quiet,
+        config.backbone, data, config.weights, pretrain_config(config), config.cache_dir or default_cache_dir(),
+        config.torch_device(), show_progress=not config.quiet, registry=registry,
     )
 
 
@@ -156,12 +163,17 @@ def make_distortion(info: PluginInfo, config: RunConfig) -> Distortion:
 
 
 def load_dataset(registry: Registry, name: str, config: RunConfig) -> DatasetSplits:
-    """Load a dataset's splits through its plugin, check them, and apply ``--max-train/test``."""
+    """Load a dataset's splits through its plugin at the backbone's input size (cached when the
+    plugin reads files), check them, and apply ``--max-train/test``."""
     info = registry.info("dataset", name, "--datasets")
     dataset = info.cls()
+    dataset.download = config.download
+    size = input_size(config.backbone)
+    loaded = load_splits(dataset, name, info.version, config.data_root, size,
+                         (config.cache_dir or default_cache_dir()))
     splits = {}
     for split in ("train", "test"):
-        images, labels = dataset.load(split, config.data_root)
+        images, labels = loaded[split]
         _check_split(info, split, images, labels, dataset.num_classes)
         limit = config.max_train if split == "train" else config.max_test
         if limit is not None and limit < labels.numel():
@@ -189,7 +201,7 @@ def prepare_dataset(
         if data is None:
             data = load_dataset(registry, dataset, config)
         data = data.to(config.torch_device())
-        backbone, weights_id = starting_backbone(config, data)
+        backbone, weights_id = starting_backbone(config, data, registry)
         _WORKER_STATE[key] = (registry, data, backbone, weights_id)
     return _WORKER_STATE[key]
 

@@ -59,20 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--max-test", help="use a stratified subset of this many test images")
     model = run.add_argument_group("backbone")
     b = d.backbone
-    model.add_argument("--backbone", help=f"timm ViT name (default: {b.model})")
+    model.add_argument("--backbone", help=f"timm ViT name; a named model keeps timm's sizes unless overridden "
+                       f"(default: {b.model} at img {b.img_size}, patch {b.patch_size}, width {b.embed_dim}, "
+                       f"depth {b.depth}, {b.num_heads} heads)")
     model.add_argument("--img-size", help=f"input size override (default: {b.img_size})")
     model.add_argument("--patch-size", help=f"patch size override (default: {b.patch_size})")
     model.add_argument("--embed-dim", help=f"width override (default: {b.embed_dim})")
     model.add_argument("--depth", help=f"depth override (default: {b.depth})")
     model.add_argument("--heads", dest="num_heads", help=f"attention heads override (default: {b.num_heads})")
-    model.add_argument("--weights", help="starting checkpoint (.safetensors, .pt, .pth); default: "
-                       "robench's clean supervised pretraining, cached")
+    model.add_argument("--weights", help="starting checkpoint: a .safetensors/.pt/.pth file, or timm:<model.tag> "
+                       "(fetched from the hub); default: robench's clean pretraining, cached")
+    model.add_argument("--pretrain", help="robench's clean pretraining when no weights are given: supervised "
+                       "or dino (default: supervised)")
     model.add_argument("--pretrain-epochs", help=f"epochs of the clean pretraining (default: {d.pretrain_epochs})")
     where = run.add_argument_group("where")
     where.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     where.add_argument("--out", help=f"run directory; re-running resumes it (default: {d.out})")
     where.add_argument("--cache-dir", help="cache of pretrained backbones (default: $ROBENCH_CACHE or ~/.cache/robench)")
     where.add_argument("--data-root", help="where datasets that read files look for them")
+    where.add_argument("--download", action="store_true", default=None,
+                       help="let dataset plugins fetch missing files (torchvision's download)")
     run.add_argument("--reference", help="method the leaderboard compares every row with (default: none)")
     control = run.add_argument_group("control")
     control.add_argument("--config", help="TOML or YAML file of options (keys as the flags); flags override it")

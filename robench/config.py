@@ -18,6 +18,7 @@ import torch
 
 from robench.backbone import BackboneSpec, check_weights_path
 from robench.errors import ConfigError, unknown_choice
+from robench.pretrain import PRETRAIN_MODES, TIMM_PREFIX
 
 DEFAULT_EPOCHS = 5
 SEVERITY_TABLE_CHOICES = ("auto", "imagenet-c", "cifar-10-c")
@@ -39,7 +40,8 @@ class RunConfig:
     steps: int | None = None
     batch_size: int = 128
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
-    weights: Path | None = None
+    weights: str | None = None
+    pretrain: str = "supervised"
     pretrain_epochs: int = 50
     max_train: int | None = None
     max_test: int | None = None
@@ -47,6 +49,7 @@ class RunConfig:
     out: Path = Path("runs/default")
     cache_dir: Path | None = None
     data_root: Path | None = None
+    download: bool = False
     plugins: tuple[str, ...] = ()
     reference: str = "none"
     executor: str = "local"
@@ -103,9 +106,13 @@ def make_config(**kwargs: Any) -> RunConfig:
             values[name] = _int(kwargs[name], name, minimum)
     if kwargs.get("label_fraction") is not None:
         values["label_fraction"] = _fraction(kwargs["label_fraction"])
-    for name in ("weights", "out", "cache_dir", "data_root"):
+    for name in ("out", "cache_dir", "data_root"):
         if kwargs.get(name) is not None:
             values[name] = Path(kwargs[name]).expanduser()
+    if kwargs.get("weights") is not None:
+        values["weights"] = _weights(str(kwargs["weights"]).strip())
+    if kwargs.get("pretrain") is not None:
+        values["pretrain"] = _choice(kwargs["pretrain"], "pretrain", PRETRAIN_MODES)
     if kwargs.get("device") is not None:
         values["device"] = _device(str(kwargs["device"]))
     if kwargs.get("severity_table") is not None:
@@ -120,6 +127,8 @@ def make_config(**kwargs: Any) -> RunConfig:
             values[name] = _int(kwargs[name], name, minimum)
     if kwargs.get("gpus_per_cell") is not None:
         values["gpus_per_cell"] = _non_negative(kwargs["gpus_per_cell"], "gpus_per_cell")
+    if kwargs.get("download") is not None:
+        values["download"] = _bool(kwargs["download"], "download")
     if kwargs.get("slurm_local") is not None:
         values["slurm_local"] = _bool(kwargs["slurm_local"], "slurm_local")
     values["backbone"] = _backbone(kwargs)
@@ -131,8 +140,8 @@ def make_config(**kwargs: Any) -> RunConfig:
 def _check_consistency(config: RunConfig) -> None:
     if config.epochs is not None and config.steps is not None:
         raise ConfigError("give --epochs or --steps, not both")
-    if config.weights is not None:
-        check_weights_path(config.weights)
+    if config.weights is not None and not config.weights.startswith(TIMM_PREFIX):
+        check_weights_path(Path(config.weights))
     _check_writable(config.out)
     config.backbone.validate()
 
@@ -257,12 +266,27 @@ def _device(value: str) -> str:
     return value
 
 
+def _weights(value: str) -> str:
+    if value.startswith(TIMM_PREFIX):
+        if not value[len(TIMM_PREFIX):]:
+            raise ConfigError("--weights timm: needs a timm model name, e.g. timm:vit_small_patch16_224.augreg_in21k")
+        return value
+    return str(Path(value).expanduser())
+
+
 def _backbone(kwargs: dict[str, Any]) -> BackboneSpec:
-    """The default tiny ViT, or, when a model is named, that model with timm's own sizes; size
-    options override either (``none`` keeps timm's value)."""
+    """The default tiny ViT, or, when a model is named (by --backbone or by timm weights), that
+    model with timm's own sizes; size options override either (``none`` keeps timm's value)."""
     given = kwargs.get("backbone")
     if isinstance(given, BackboneSpec):
         return given
+    weights = str(kwargs.get("weights") or "")
+    if weights.startswith(TIMM_PREFIX):
+        architecture = weights[len(TIMM_PREFIX):].split(".")[0]
+        if given is not None and str(given).strip() != architecture:
+            raise ConfigError(f"--backbone {given} does not match --weights {weights} "
+                              f"(architecture {architecture!r}); leave --backbone out or make them agree")
+        given = architecture
     if given is None:
         spec = BackboneSpec()
     else:

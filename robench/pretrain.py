@@ -25,22 +25,32 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from robench.api import Distortion
 from robench.atomic import write_text
 from robench.backbone import BackboneSpec, create_backbone, file_digest, load_weights, save_weights
+from robench.context import FitContext
 from robench.data import DatasetSplits, augment_geometric, to_float
+from robench.errors import ConfigError
+from robench.registry import Registry
 from robench.rng import BatchRNG, derive_seed, sample_seeds
 from robench.training import autocast, clip_and_step, cosine_schedule, make_optimizer
 
 logger = logging.getLogger(__name__)
 
 # Bump when the pretraining code changes what it produces, so stale cache entries are not reused.
-PRETRAIN_CODE_VERSION = 2
+PRETRAIN_CODE_VERSION = 3
+
+
+PRETRAIN_MODES = ("supervised", "dino")
+TIMM_PREFIX = "timm:"
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Recipe of the clean supervised pretraining (AdamW, warmup + cosine, label smoothing)."""
+    """Recipe of the clean pretraining: ``supervised`` (AdamW, warmup + cosine, label smoothing)
+    or ``dino`` (the ``ssl`` method's self-distillation, no labels)."""
 
+    mode: str = "supervised"
     epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3
@@ -61,29 +71,39 @@ def default_cache_dir() -> Path:
 def initial_backbone(
     spec: BackboneSpec,
     data: DatasetSplits,
-    weights: Path | None,
+    weights: str | Path | None,
     config: PretrainConfig,
     cache_dir: Path,
     device: torch.device,
     show_progress: bool = False,
+    registry: Registry | None = None,
 ) -> tuple[nn.Module, str]:
     """The backbone every method of a dataset starts from, and an identifier of its weights.
 
-    From ``weights`` if given, else from robench's clean pretraining (cached).
+    From ``weights`` if given (a local file, or ``timm:<model.tag>`` through timm's hub), else
+    from robench's clean pretraining (``config.mode``: supervised, or DINO through the registered
+    ``ssl`` method on clean images), cached under a hash of everything that determines it.
     """
+    if isinstance(weights, str) and weights.startswith(TIMM_PREFIX):
+        return _timm_weights(spec, weights[len(TIMM_PREFIX):], data.num_classes).to(device).eval(), str(weights)
     model = create_backbone(spec, data.num_classes, seed=config.seed)
     if weights is not None:
-        load_weights(model, weights)
-        return model.to(device).eval(), f"file:{weights.name}@{file_digest(weights)}"
+        path = Path(weights)
+        load_weights(model, path)
+        return model.to(device).eval(), f"file:{path.name}@{file_digest(path)}"
     key = pretrain_key(spec, data, config)
     path = cache_dir / "pretrain" / f"{data.name}-{key}.safetensors"
     if path.is_file():
         logger.info("using cached pretrained backbone %s", path)
         load_weights(model, path, source="pretraining cache")
     else:
-        logger.info("pretraining %s on clean %s (cached as %s)", spec.label, data.name, path)
+        logger.info("pretraining %s (%s) on clean %s (cached as %s)", spec.label, config.mode, data.name, path)
         started = time.perf_counter()
-        accuracy = _train(model.to(device), data, config, device, show_progress)
+        if config.mode == "dino":
+            accuracy = None
+            _train_dino(model.to(device), data, config, device, show_progress, registry or Registry())
+        else:
+            accuracy = _train(model.to(device), data, config, device, show_progress)
         save_weights(model, path)
         meta = {
             "backbone": dataclasses.asdict(spec),
@@ -93,7 +113,46 @@ def initial_backbone(
             "seconds": round(time.perf_counter() - started, 1),
         }
         write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
-    return model.to(device).eval(), f"robench-supervised:{key}"
+    return model.to(device).eval(), f"robench-{config.mode}:{key}"
+
+
+def _timm_weights(spec: BackboneSpec, tag: str, num_classes: int) -> nn.Module:
+    """A pretrained timm model (hub access happens here, and only here); the classifier head is
+    re-initialised for ``num_classes`` and the position embedding resampled to the input size."""
+    import timm
+
+    try:
+        return timm.create_model(tag, pretrained=True, num_classes=num_classes, **spec.overrides())
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load timm weights {tag!r} (from --weights): {str(exc).splitlines()[0]}; "
+                          "timm: weights come from the Hugging Face hub and need network access") from None
+
+
+class _Clean(Distortion):
+    """No distortion (pretraining sees clean images)."""
+
+    name = "clean"
+    severities = (1,)
+
+    def apply(self, images: torch.Tensor, severity: int, rng) -> torch.Tensor:
+        return images
+
+
+def _train_dino(model: nn.Module, data: DatasetSplits, cfg: PretrainConfig, device: torch.device,
+                show_progress: bool, registry: Registry) -> None:
+    """DINO on the clean train split, through the registered ``ssl`` method (no labels used)."""
+    method = registry.get("method", "ssl", "--pretrain dino")()
+    train = data.train.to(device)
+    steps = cfg.epochs * max(1, len(train) // min(cfg.batch_size, len(train)))
+    nothing = torch.empty(0, dtype=torch.int64)
+    ctx = FitContext(
+        method=method, backbone=model, train_images=train.images, labelled_indices=nothing,
+        labelled_labels=nothing, num_classes=data.num_classes, hflip=data.hflip, distortion=_Clean(),
+        severities=(1,), dataset=data.name, label_fraction=0.0, seed=cfg.seed, steps=steps,
+        batch_size=cfg.batch_size, device=device, show_progress=show_progress,
+    )
+    trained = method.fit(ctx)
+    model.load_state_dict(trained.state_dict())
 
 
 def pretrain_key(spec: BackboneSpec, data: DatasetSplits, config: PretrainConfig) -> str:

@@ -40,6 +40,10 @@ ENV_VAR = "ROBENCH_PLUGINS"
 BUILTIN_PLUGINS = (
     "robench_plugins.datasets.digits",
     "robench_plugins.datasets.shapes",
+    "robench_plugins.datasets.cifar",
+    "robench_plugins.datasets.stl10",
+    "robench_plugins.datasets.svhn",
+    "robench_plugins.datasets.imagefolder",
     "robench_plugins.distortions.noise",
     "robench_plugins.distortions.blur",
     "robench_plugins.distortions.weather",

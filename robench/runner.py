@@ -21,7 +21,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from robench.backbone import file_digest
-from robench.cells import CellStatus, CellTask, load_dataset, make_distortion, prepare_dataset, run_cell_task
+from robench.cells import (
+    CellStatus,
+    CellTask,
+    load_dataset,
+    make_distortion,
+    prepare_dataset,
+    pretrain_config,
+    run_cell_task,
+)
 from robench.config import DEFAULT_EPOCHS, RunConfig, make_config
 from robench.config_file import config_to_toml
 from robench.errors import ConfigError
@@ -29,7 +37,6 @@ from robench.evaluate import EvalConfig
 from robench.leaderboard import build as build_leaderboard
 from robench.leaderboard import write_csv
 from robench.method_spec import MethodSpec, build_method, parse_method_spec
-from robench.pretrain import PretrainConfig
 from robench.provenance import environment
 from robench.registry import Registry
 from robench.results import CellKey
@@ -205,8 +212,8 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
     """The settings that determine a cell's result (the grid lists, paths and executor excluded)."""
     return {
         "backbone": dataclasses.asdict(config.backbone),
-        "weights": f"{config.weights.name}@{file_digest(config.weights)}" if config.weights else None,
-        "pretrain": dataclasses.asdict(PretrainConfig(epochs=config.pretrain_epochs)),
+        "weights": _weights_id(config.weights),
+        "pretrain": dataclasses.asdict(pretrain_config(config)),
         "evaluation": dataclasses.asdict(EvalConfig()),
         "label_fraction": config.label_fraction,
         "epochs": None if config.steps else (config.epochs or DEFAULT_EPOCHS),
@@ -217,6 +224,12 @@ def run_settings(config: RunConfig) -> dict[str, Any]:
         "max_train": config.max_train,
         "max_test": config.max_test,
     }
+
+
+def _weights_id(weights: str | None) -> str | None:
+    if weights is None or weights.startswith("timm:"):
+        return weights
+    return f"{Path(weights).name}@{file_digest(Path(weights))}"
 
 
 def build_method_spec(registry: Registry, text: str) -> MethodSpec:

@@ -36,7 +36,7 @@ def test_run_prints_the_leaderboard_and_paths(tmp_path: Path, capsys: pytest.Cap
 
 
 BAD_INPUTS = [
-    (dict(datasets="digitz"), "unknown dataset 'digitz' (from --datasets). Did you mean 'digits'? Choose from: digits, shapes"),
+    (dict(datasets="digitz"), "unknown dataset 'digitz' (from --datasets). Did you mean 'digits'? Choose from: cifar10, "),
     (dict(methods="finetun"), "unknown method 'finetun' (from --methods). Did you mean 'finetune'?"),
     (dict(distortions="gaussian_nois"), "unknown distortion 'gaussian_nois' (from --distortions). Did you mean 'gaussian_noise'?"),
     (dict(methods="none,,finetune"), "--methods needs a comma-separated list of names"),

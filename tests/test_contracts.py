@@ -83,7 +83,13 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
         torch.testing.assert_close(alone, whole[i : i + 1], rtol=0, atol=1e-5)
 
 
+# datasets read from files: their loading is tested on files the tests write (tests/plugins/datasets)
+FILE_BACKED = {"cifar10", "cifar100", "stl10", "svhn", "imagefolder"}
+
+
 def test_dataset_splits_follow_the_contract(dataset: Dataset) -> None:
+    if dataset.name in FILE_BACKED:
+        pytest.skip("reads files; tested on files written by tests/plugins/datasets")
     for split in ("train", "test"):
         images, labels = dataset.load(split, None)
         assert images.dtype == torch.uint8 and images.dim() == 4 and images.shape[1] == 3
