@@ -278,7 +278,7 @@ def format_overview(summary: pd.DataFrame, metric: str = "linear", tablefmt: str
 
 
 def _fmt(value: float, digits: int = 3) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _pm(values: pd.DataFrame, condition: str) -> str:
