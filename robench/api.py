@@ -267,8 +267,8 @@ class Executor(_Plugin, ABC):
     """Where the cells of a grid run: yields each task's status as it finishes (any order).
 
     Subclasses set ``name`` and implement :meth:`run`, sending every task through
-    :func:`robench.cells.run_cell_task` (results travel through the run directory, which all
-    workers must see). The instance gets the run's config, whose executor fields
+    :func:`robench.cells.run_cell_task` (which returns the statuses of the task's cells; results
+    travel through the run directory, which all workers must see). The instance gets the run's config, whose executor fields
     (``ray_address``, ``gpus_per_cell``, ``slurm_partition``, ...) it may read.
     """
 
@@ -281,4 +281,4 @@ class Executor(_Plugin, ABC):
 
     @abstractmethod
     def run(self, tasks: Sequence[CellTask]) -> Iterator[CellStatus]:
-        """Run every task; yield one status per task."""
+        """Run every task; yield the status of every cell."""

@@ -8,6 +8,7 @@ is the only channel back, so any executor whose workers see the same filesystem 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -41,93 +42,141 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CellTask:
-    """Everything a worker needs for one cell (picklable): the run config, the store settings,
-    the cell, and whether a recorded failure may be retried."""
+    """Everything a worker needs for some cells (picklable): the run config, the store settings,
+    the cells, and whether recorded failures may be retried. Several cells form one task when
+    they share a dataset, method and seed and the method trains them together (``fit_group``)."""
 
     config: RunConfig
     settings: dict[str, Any]
-    key: CellKey
+    keys: tuple[CellKey, ...]
     retry_failed: bool = False
 
 
 @dataclass(frozen=True)
 class CellStatus:
-    """What became of a task: ``done``, ``failed`` (with the error line), ``busy`` (another
-    process holds the cell) or ``skipped`` (already done, or failed and not to be retried)."""
+    """What became of a cell: ``done``, ``failed`` (with the error line), ``busy`` (another
+    process holds it) or ``skipped`` (already done, or failed and not to be retried)."""
 
     key: CellKey
     state: str
     message: str = ""
 
 
-def run_cell_task(task: CellTask) -> CellStatus:
-    """Compute one cell and record its result or its failure in the run directory."""
+def run_cell_task(task: CellTask) -> list[CellStatus]:
+    """Compute a task's cells and record each result or failure in the run directory.
+
+    Cells computed together that fail together are retried one by one, so one cell's failure
+    (a NaN loss under one distortion, say) never takes its group down.
+    """
     store = RunStore(task.config.out, task.settings)
-    with store.claim(task.key) as claimed:
-        if not claimed:
-            return CellStatus(task.key, "busy")
-        if store.load(task.key) is not None:
-            return CellStatus(task.key, "skipped", "already done")
-        if store.load_failure(task.key) is not None and not task.retry_failed:
-            return CellStatus(task.key, "skipped", "failed before")
-        try:
-            result = compute_cell(task.config, task.key, store.settings_hash)
-        except Exception as exc:  # the isolation boundary: one cell's failure must not stop the grid
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            store.save_failure(task.key, message, traceback.format_exc())
-            logger.warning("cell %s failed: %s", task.key, message)
-            return CellStatus(task.key, "failed", message)
-        store.save(result)
-        store.clear_failure(task.key)
-        _log_result(result)
-        return CellStatus(task.key, "done")
+    statuses: list[CellStatus] = []
+    with contextlib.ExitStack() as held:
+        todo = []
+        for key in task.keys:
+            if not held.enter_context(store.claim(key)):
+                statuses.append(CellStatus(key, "busy"))
+            elif store.load(key) is not None:
+                statuses.append(CellStatus(key, "skipped", "already done"))
+            elif store.load_failure(key) is not None and not task.retry_failed:
+                statuses.append(CellStatus(key, "skipped", "failed before"))
+            else:
+                todo.append(key)
+        if len(todo) > 1:
+            try:
+                results = compute_cells(task.config, todo, store.settings_hash)
+            except Exception as exc:  # isolation: fall back to one cell at a time
+                logger.warning("cells %s computed together failed (%s); computing them one by one",
+                               ", ".join(map(str, todo)), type(exc).__name__)
+            else:
+                return statuses + [_record_success(store, r) for r in results]
+        return statuses + [_run_one(store, task.config, key) for key in todo]
 
 
-def compute_cell(config: RunConfig, key: CellKey, settings_hash: str) -> CellResult:
-    """Adapt the starting backbone with the cell's method and evaluate it (no file written)."""
-    registry, data, backbone, weights_id = prepare_dataset(config, key.dataset)
-    spec = parse_method_spec(key.method)
-    method_info = registry.info("method", spec.name)
-    distortion_info = registry.info("distortion", key.distortion)
-    method, distortion = build_method(registry, spec), make_distortion(distortion_info, config)
-    severities = tuple(config.severities or distortion.severities)
-    labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
-    device = config.torch_device()
-    steps = training_steps(config, len(data.train))
+def _run_one(store: RunStore, config: RunConfig, key: CellKey) -> CellStatus:
+    try:
+        (result,) = compute_cells(config, [key], store.settings_hash)
+    except Exception as exc:  # the isolation boundary: one cell's failure must not stop the grid
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        store.save_failure(key, message, traceback.format_exc())
+        logger.warning("cell %s failed: %s", key, message)
+        return CellStatus(key, "failed", message)
+    return _record_success(store, result)
+
+
+def _record_success(store: RunStore, result: CellResult) -> CellStatus:
+    store.save(result)
+    store.clear_failure(result.key)
+    _log_result(result)
+    return CellStatus(result.key, "done")
+
+
+def compute_cells(config: RunConfig, keys: list[CellKey], settings_hash: str) -> list[CellResult]:
+    """Adapt the starting backbone with the cells' method and evaluate each result (no file is
+    written). Several cells (one dataset, method and seed) go through the method's ``fit_group``."""
+    registry, data, backbone, weights_id = prepare_dataset(config, keys[0].dataset)
+    spec = parse_method_spec(keys[0].method)
+    method = build_method(registry, spec)
     # Plugins that draw from torch's global RNG (e.g. a new head's init) stay reproducible too.
-    torch.manual_seed(derive_seed("cell", *dataclasses.astuple(key)))
-    ctx = FitContext(
+    torch.manual_seed(derive_seed("cell", *dataclasses.astuple(keys[0])))
+    contexts = [_context(config, registry, data, backbone, method, key) for key in keys]
+    started = time.perf_counter()
+    encoders = method.fit_group(contexts) if len(keys) > 1 else [method.fit(contexts[0])]
+    fit_s = (time.perf_counter() - started) / len(keys)
+    return [_evaluate(config, registry, data, weights_id, method, ctx, key, encoder, fit_s, settings_hash, len(keys))
+            for ctx, key, encoder in zip(contexts, keys, encoders)]
+
+
+def can_group(registry: Registry, method_text: str) -> bool:
+    """Whether a method spec trains several cells together (it defines ``fit_group``)."""
+    return hasattr(registry.get("method", parse_method_spec(method_text).name), "fit_group")
+
+
+def _context(config: RunConfig, registry: Registry, data: DatasetSplits, backbone: nn.Module, method,
+             key: CellKey) -> FitContext:
+    distortion = make_distortion(registry.info("distortion", key.distortion), config)
+    labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
+    return FitContext(
         method=method, backbone=copy.deepcopy(backbone), train_images=data.train.images,
         labelled_indices=labelled, labelled_labels=data.train.labels[labelled.to(data.train.labels.device)],
-        num_classes=data.num_classes, hflip=data.hflip, distortion=distortion, severities=severities,
-        dataset=data.name, label_fraction=config.label_fraction, seed=key.seed, steps=steps,
-        batch_size=config.batch_size, device=device, show_progress=not config.quiet,
+        num_classes=data.num_classes, hflip=data.hflip, distortion=distortion,
+        severities=tuple(config.severities or distortion.severities), dataset=data.name,
+        label_fraction=config.label_fraction, seed=key.seed, steps=training_steps(config, len(data.train)),
+        batch_size=config.batch_size, device=config.torch_device(), show_progress=not config.quiet,
+        compile=config.compile,
     )
-    started = time.perf_counter()
-    encoder = method.fit(ctx)
-    fit_s = time.perf_counter() - started
+
+
+def _evaluate(config: RunConfig, registry: Registry, data: DatasetSplits, weights_id: str, method,
+              ctx: FitContext, key: CellKey, encoder: nn.Module, fit_s: float, settings_hash: str,
+              group: int) -> CellResult:
+    method_info = registry.info("method", method.name)
     if not isinstance(encoder, nn.Module) or not hasattr(encoder, "forward_features"):
         raise PluginError(
             f"method {key.method!r} ({method_info.origin}) returned {type(encoder).__name__} from "
             "fit; it must return the encoder (a timm VisionTransformer)"
         )
+    distortion = ctx.distortion
+    labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     started = time.perf_counter()
-    evaluation = evaluate_encoder(encoder, data, labelled, distortion, severities, key.seed, EvalConfig(), device)
+    evaluation = evaluate_encoder(encoder, data, labelled, distortion, ctx.severities, key.seed, EvalConfig(),
+                                  ctx.device)
     eval_s = time.perf_counter() - started
     height, width = data.image_size
     return CellResult(
         key=key, settings_hash=settings_hash, backbone=config.backbone.label,
         weights=weights_id, label_fraction=config.label_fraction,
         uses_labels=bool(method.uses_labels), uses_clean_images=bool(method.uses_clean_images),
-        severities=severities, accuracy=evaluation.accuracy, predictions=evaluation.predictions,
+        severities=ctx.severities, accuracy=evaluation.accuracy, predictions=evaluation.predictions,
         test_labels=data.test.labels.cpu().tolist(), history=ctx.history,
-        method=_record(method_info, {"steps": steps, "batch_size": config.batch_size, "options": _options(method)}),
-        distortion=_record(distortion_info, {"group": distortion.group, "table": distortion.table(height, width)}),
+        method=_record(method_info, {"steps": ctx.steps, "batch_size": config.batch_size,
+                                     "options": _options(method)}),
+        distortion=_record(registry.info("distortion", key.distortion),
+                           {"group": distortion.group, "table": distortion.table(height, width)}),
         dataset=_record(registry.info("dataset", key.dataset), {
             "num_train": len(data.train), "num_test": len(data.test),
             "num_labelled": int(labelled.numel()), "image_size": [height, width]}),
-        timing={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3)},
-        environment=environment(device),
+        timing={"fit_s": round(fit_s, 3), "eval_s": round(eval_s, 3), "trained_together": group},
+        environment=environment(ctx.device),
     )
 
 

@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_argument("--config", help="TOML or YAML file of options (keys as the flags); flags override it")
     control.add_argument("--dry-run", action="store_true", help="print the grid and its size; run nothing")
     control.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
+    control.add_argument("--compile", action="store_true", default=None,
+                         help="torch.compile the methods' forward passes (eager where compilation fails)")
+    control.add_argument("--no-shared-teacher", dest="share_teacher", action="store_false", default=None,
+                         help="train each distortion's asym_kd student apart (default: one teacher pass "
+                              "feeds the students of all distortions of a seed)")
     cluster = run.add_argument_group("executor")
     cluster.add_argument("--executor", help="where cells run: local, ray, slurm, or a plugin's (default: local)")
     cluster.add_argument("--ray-address", help="Ray cluster address (default: the running Ray, else a local one)")

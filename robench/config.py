@@ -59,6 +59,8 @@ class RunConfig:
     slurm_partition: str | None = None
     slurm_timeout_min: int = 60
     slurm_local: bool = False
+    share_teacher: bool = True
+    compile: bool = False
     quiet: bool = False
 
     def torch_device(self) -> torch.device:
@@ -127,6 +129,9 @@ def make_config(**kwargs: Any) -> RunConfig:
             values[name] = _int(kwargs[name], name, minimum)
     if kwargs.get("gpus_per_cell") is not None:
         values["gpus_per_cell"] = _non_negative(kwargs["gpus_per_cell"], "gpus_per_cell")
+    for name in ("share_teacher", "compile"):
+        if kwargs.get(name) is not None:
+            values[name] = _bool(kwargs[name], name)
     if kwargs.get("download") is not None:
         values["download"] = _bool(kwargs["download"], "download")
     if kwargs.get("slurm_local") is not None:

@@ -41,6 +41,8 @@ class Batch:
             labelled batches; otherwise None.
         clean: the same images before distortion (same geometric augmentation), only for methods
             that declared ``uses_clean_images`` and asked for them; otherwise None.
+        variants: with ``batches(variants=K)``, which of the image's K fixed augmentations each
+            image got (so outputs of a frozen model on ``clean`` can be cached per (index, variant)).
     """
 
     images: torch.Tensor
@@ -48,6 +50,7 @@ class Batch:
     indices: torch.Tensor
     labels: torch.Tensor | None = None
     clean: torch.Tensor | None = None
+    variants: torch.Tensor | None = None
 
 
 class FitContext:
@@ -90,6 +93,7 @@ class FitContext:
         batch_size: int,
         device: torch.device,
         show_progress: bool = False,
+        compile: bool = False,
     ) -> None:
         self.backbone = backbone
         self.num_classes = num_classes
@@ -105,6 +109,7 @@ class FitContext:
         self.num_labelled = int(labelled_indices.numel())
         self.history: list[dict[str, Any]] = []
         self.show_progress = show_progress
+        self.compile = compile
         self._method_name = method.name
         self._uses_clean = bool(method.uses_clean_images)
         self._uses_labels = bool(method.uses_labels)
@@ -124,8 +129,15 @@ class FitContext:
         batch_size: int | None = None,
         augment: bool = True,
         severity: int | None = None,
+        variants: int | None = None,
     ) -> Iterator[Batch]:
         """Yield training batches of distorted images.
+
+        The order of the images and their geometric augmentation depend on the cell's seed,
+        dataset and method but not on its distortion, so the cells of one method and seed see the
+        same clean images in the same order whatever their distortion (which lets a method train
+        several distortions' students on one teacher pass); the distortion's random draws are
+        per distortion and per step.
 
         Args:
             labelled: draw from the labelled subset and include labels (needs ``uses_labels``);
@@ -136,6 +148,8 @@ class FitContext:
             augment: random translation (and flip where the dataset allows it), applied to the
                 clean image before distortion, so clean and distorted views share geometry.
             severity: a fixed severity; by default each image draws one from ``self.severities``.
+            variants: if given, each image's augmentation is one of ``variants`` fixed ones per
+                image (drawn per step; reported in ``Batch.variants``) instead of a fresh one.
 
         Raises:
             SupervisionError: if the method asks for data it did not declare.
@@ -151,11 +165,22 @@ class FitContext:
             )
         if severity is not None:
             self.distortion.check_severity(severity, source=f"method {self._method_name!r}")
+        if variants is not None and variants < 1:
+            raise ValueError(f"variants must be at least 1, got {variants}")
         self._streams += 1
         return self._generate(
             labelled, clean, steps or self.steps, batch_size or self.batch_size, augment,
-            severity, self._streams,
+            severity, self._streams, variants,
         )
+
+    def compiled(self, model: nn.Module) -> nn.Module:
+        """``model`` under ``torch.compile`` when the run asked for it (``--compile``), falling
+        back to eager execution, with a warning, wherever compilation fails."""
+        if not self.compile:
+            return model
+        from robench.training import CompiledOrEager
+
+        return CompiledOrEager(model)
 
     def generator(self, *parts: object) -> torch.Generator:
         """A CPU ``torch.Generator`` seeded from the cell seed, the method and ``parts``."""
@@ -165,6 +190,10 @@ class FitContext:
         """A seed derived from the cell (dataset, distortion, method, seed) and ``parts``."""
         return derive_seed(self.seed, self.dataset, self.distortion.name, self._method_name, *parts)
 
+    def _clean_seed(self, *parts: object) -> int:
+        """A seed of the clean data stream: the cell without its distortion."""
+        return derive_seed(self.seed, self.dataset, self._method_name, *parts)
+
     def log(self, **record: Any) -> None:
         """Record training metrics (e.g. ``step=10, loss=0.3``); kept in the cell result."""
         clean = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
@@ -173,11 +202,12 @@ class FitContext:
 
     def _generate(
         self, labelled: bool, clean: bool, steps: int, batch_size: int, augment: bool,
-        severity: int | None, stream: int,
+        severity: int | None, stream: int, variants: int | None,
     ) -> Iterator[Batch]:
         pool = self._labelled_indices if labelled else torch.arange(self.num_train, device=self.device)
         batch_size = min(batch_size, pool.numel())
-        order = _IndexStream(pool.numel(), self.generator("order", stream), self.device)
+        order_seed = self._clean_seed("order", stream)
+        order = _IndexStream(pool.numel(), torch.Generator().manual_seed(order_seed), self.device)
         progress = tqdm(
             range(steps), desc=self._method_name, unit="step", leave=False,
             disable=not self.show_progress,
@@ -185,11 +215,14 @@ class FitContext:
         for step in progress:
             positions = order.take(batch_size)
             indices = pool[positions]
-            base = self.derive_seed("batch", stream, step)
-            rng = BatchRNG(sample_seeds(base, indices))
+            rng = BatchRNG(sample_seeds(self._clean_seed("batch", stream, step), indices))
+            chosen = rng.integers(0, variants) if variants else None
             images = to_float(self._images[indices])
             if augment:
-                images = augment_geometric(images, rng, hflip=self._hflip)
+                # a fixed variant's augmentation depends only on (image, variant), not on the step
+                view = BatchRNG(sample_seeds(self._clean_seed("variant"), indices * variants + chosen)) \
+                    if variants else rng
+                images = augment_geometric(images, view, hflip=self._hflip)
             severities = self._severities_for(rng, severity)
             seeds = distortion_seeds(
                 self.seed, self.dataset, f"train-{stream}-{step}", self.distortion.name, 0, indices
@@ -201,6 +234,7 @@ class FitContext:
                 indices=indices,
                 labels=self._labelled_labels[positions] if labelled else None,
                 clean=images if clean else None,
+                variants=chosen,
             )
 
     def _severities_for(self, rng: BatchRNG, severity: int | None) -> torch.Tensor:

@@ -24,6 +24,7 @@ from robench.backbone import file_digest
 from robench.cells import (
     CellStatus,
     CellTask,
+    can_group,
     load_dataset,
     make_distortion,
     prepare_dataset,
@@ -146,7 +147,7 @@ def execute(config: RunConfig, retry_failed: bool = False) -> RunOutcome:
         if not todo:
             continue
         prepare_dataset(config, name, loaded[name])  # pretrains once, here, before workers start
-        tasks = [CellTask(config, settings, k, retry_failed) for k in todo]
+        tasks = _tasks(the_plan, todo, settings, retry_failed)
         busy = []
         for status in executor.run(tasks):
             busy += [status.key] if status.state == "busy" else []
@@ -255,10 +256,21 @@ def _wait_for(store: RunStore, keys: Sequence[CellKey], config: RunConfig, setti
         while store.is_claimed(key):
             time.sleep(POLL_SECONDS)
         if _needs_work(store, key, retry_failed):
-            statuses.append(run_cell_task(CellTask(config, settings, key, retry_failed)))
+            statuses.extend(run_cell_task(CellTask(config, settings, (key,), retry_failed)))
         else:
             statuses.append(CellStatus(key, "skipped"))
     return statuses
+
+
+def _tasks(the_plan: Plan, keys: list[CellKey], settings: dict[str, Any], retry_failed: bool) -> list[CellTask]:
+    """One task per cell, except that the distortions of one (dataset, method, seed) form one task
+    when the method trains them together and ``share_teacher`` is on."""
+    config = the_plan.config
+    groups: dict[tuple, list[CellKey]] = {}
+    for key in keys:
+        together = config.share_teacher and can_group(the_plan.registry, key.method)
+        groups.setdefault((key.dataset, key.method, key.seed) if together else (key,), []).append(key)
+    return [CellTask(config, settings, tuple(group), retry_failed) for group in groups.values()]
 
 
 def _progress(store: RunStore, keys: Sequence[CellKey]) -> dict[str, list[CellKey]]:

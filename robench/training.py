@@ -8,11 +8,14 @@ on CPU), which keeps comparisons between methods about the method, not the recip
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections.abc import Iterator
 
 import torch
 from torch import nn
+
+logger = logging.getLogger(__name__)
 
 _NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "dist_token")
 
@@ -78,12 +81,13 @@ def clip_and_step(
 ) -> float:
     """Backward, optional gradient-norm clipping, optimiser and scheduler step; returns the loss.
 
+    The loss is read back (one device synchronisation) only after the whole step is queued, so
+    the device never idles while the host waits for the forward pass.
+
     Raises:
-        FloatingPointError: if the loss is NaN or infinite (the step is not taken).
+        FloatingPointError: if the loss is NaN or infinite (the model is then unusable: the
+            caller must discard it).
     """
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise FloatingPointError(f"loss became {value}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if max_grad_norm is not None:
@@ -91,4 +95,31 @@ def clip_and_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value}")
     return value
+
+
+class CompiledOrEager(nn.Module):
+    """A module run through ``torch.compile``, falling back to eager execution (with one warning)
+    when compilation fails, which usually happens at the first call, not at ``torch.compile``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self._compiled = None
+        self._failed = False
+
+    def forward(self, *args, **kwargs):
+        if self._failed:
+            return self.model(*args, **kwargs)
+        try:
+            if self._compiled is None:
+                self._compiled = torch.compile(self.model)
+            return self._compiled(*args, **kwargs)
+        except Exception as exc:  # compilers fail in many ways; eager execution is always correct
+            logger.warning("torch.compile failed (%s: %s); running eagerly",
+                                                type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            self._failed = True
+            return self.model(*args, **kwargs)

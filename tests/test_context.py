@@ -107,3 +107,30 @@ def test_fixed_severity_is_checked(tiny_spec) -> None:
 
     with pytest.raises(ConfigError, match="severity 9"):
         make_ctx(tiny_spec).batches(severity=9)
+
+
+def test_fixed_augmentation_variants(tiny_spec) -> None:
+    ctx = make_ctx(tiny_spec, clean=True, steps=40)
+    views: dict[tuple[int, int], torch.Tensor] = {}
+    repeats = 0
+    for batch in ctx.batches(clean=True, variants=2):
+        assert batch.variants.shape == batch.indices.shape and set(batch.variants.tolist()) <= {0, 1}
+        for index, variant, clean in zip(batch.indices.tolist(), batch.variants.tolist(), batch.clean):
+            if (index, variant) in views:
+                repeats += 1
+                assert torch.equal(views[index, variant], clean)  # a variant is one fixed augmentation
+            views[index, variant] = clean
+    assert repeats > 0
+    distinct = [i for i in range(N_TRAIN) if (i, 0) in views and (i, 1) in views]
+    assert any(not torch.equal(views[i, 0], views[i, 1]) for i in distinct)
+    assert all(batch.variants is None for batch in ctx.batches(clean=True))
+    with pytest.raises(ValueError, match="variants must be at least 1"):
+        ctx.batches(variants=0)
+
+
+def test_clean_stream_does_not_depend_on_the_distortion(tiny_spec) -> None:
+    noisy = make_ctx(tiny_spec, clean=True, distortion=GaussianNoise())
+    plain = make_ctx(tiny_spec, clean=True, distortion=Identity())
+    for a, b in zip(noisy.batches(clean=True), plain.batches(clean=True)):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.clean, b.clean)
+        assert not torch.equal(a.images, b.images)

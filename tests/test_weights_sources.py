@@ -79,8 +79,9 @@ def test_dino_pretraining_uses_no_labels_and_is_cached_apart(tiny_spec, tmp_path
 
 def test_weights_of_another_architecture_from_the_command_line(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from conftest import fast_run_argv
     from robench.cli import main
+
+    from conftest import fast_run_argv
 
     other = create_backbone(BackboneSpec(embed_dim=96, depth=2, num_heads=3), 10)
     save_weights(other, tmp_path / "wide.safetensors")

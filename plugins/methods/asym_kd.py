@@ -12,7 +12,9 @@ can be set the same way, e.g. ``asym_kd:attn_rows=all:lr=3e-4``.
 from __future__ import annotations
 
 import copy
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +32,8 @@ from robench.api import (
     hookimpl,
     make_optimizer,
 )
+
+logger = logging.getLogger(__name__)
 
 TERMS = ("global", "patch", "attn")
 DISTANCES = ("cosine", "mse", "smooth_l1")
@@ -49,6 +53,12 @@ class AsymKDOptions:
         attn_blocks: blocks whose attention maps are matched (only these leave the fused kernel).
         attn_rows: ``cls`` (the CLS token's attention over all tokens) or ``all`` (every row).
         severity: a fixed training severity; None samples one per image from the evaluated ones.
+        variants: if set, each image is augmented by one of this many fixed augmentations (a
+            fresh augmentation every step otherwise).
+        teacher_cache: keep the teacher's outputs per (image, augmentation variant) on the device
+            and compute each only once (implies ``variants``, 4 unless set); skipped, with a
+            warning, when they would take more than ``teacher_cache_gb``. The losses are those
+            of the uncached path with the same variants.
         lr, weight_decay, warmup_fraction, max_grad_norm: the shared AdamW recipe, with the same
             defaults as ``finetune`` (5e-4 suits the tiny default ViT; a hub ViT-S/B usually
             wants about 1e-4).
@@ -63,12 +73,17 @@ class AsymKDOptions:
     attn_blocks: tuple[int, ...] = (-1,)
     attn_rows: str = "cls"
     severity: int | None = None
+    variants: int | None = None
+    teacher_cache: bool = False
+    teacher_cache_gb: float = 2.0
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     max_grad_norm: float | None = 1.0
 
     def __post_init__(self) -> None:
+        if self.variants is not None and self.variants < 1:
+            raise ValueError(f"variants {self.variants}: must be at least 1")
         if not self.terms or any(t not in TERMS for t in self.terms):
             raise ValueError(f"terms {self.terms!r}: choose from {', '.join(TERMS)}")
         if self.distance not in DISTANCES:
@@ -87,51 +102,161 @@ class AsymKD(Method):
     presets = {term: {"terms": (term,)} for term in TERMS}
 
     def fit(self, ctx: FitContext) -> nn.Module:
+        return self.fit_group([ctx])[0]
+
+    def fit_group(self, contexts: Sequence[FitContext]) -> list[nn.Module]:
+        """Train one student per context (the cells of one seed under several distortions) with
+        one teacher pass per batch: the contexts hand out the same clean images in the same
+        order, so each student's losses are exactly those of its own :meth:`fit`."""
         opt = self.options
-        student = ctx.backbone.train()
-        teacher = _frozen_copy(student)
-        optimizer = make_optimizer(student, opt.lr, opt.weight_decay)
-        scheduler = cosine_schedule(optimizer, ctx.steps, round(opt.warmup_fraction * ctx.steps))
-        per_epoch = max(1, math.ceil(ctx.num_train / ctx.batch_size))
-        totals: dict[str, float] = {}
-        for step, batch in enumerate(ctx.batches(clean=True, severity=opt.severity), start=1):
-            with autocast(ctx.device):
-                losses = self.losses(student, teacher, batch.images, batch.clean)
-            loss = sum(getattr(opt, f"w_{term}") * value for term, value in losses.items())
-            clip_and_step(loss, student, optimizer, scheduler, opt.max_grad_norm)
-            for term, value in losses.items():
-                totals[term] = totals.get(term, 0.0) + float(value.detach())
-            if step % per_epoch == 0 or step == ctx.steps:
-                count = per_epoch if step % per_epoch == 0 else step % per_epoch
-                ctx.log(step=step, epoch=math.ceil(step / per_epoch),
-                        **{f"loss_{t}": v / count for t, v in totals.items()})
-                totals = {}
-        return student.eval()
+        teacher = _frozen_copy(contexts[0].backbone)
+        blocks = self._blocks(len(teacher.blocks))
+        variants = opt.variants or (DEFAULT_VARIANTS if opt.teacher_cache else None)
+        cache = _TeacherCache.create(contexts[0], variants, opt.teacher_cache_gb) if opt.teacher_cache else None
+        trainers = [_Trainer(ctx, opt) for ctx in contexts]
+        streams = [ctx.batches(clean=True, severity=opt.severity, variants=variants) for ctx in contexts]
+        for step, batches in enumerate(zip(*streams), start=1):
+            first = batches[0]
+            with autocast(first.clean.device):
+                target = self._targets(teacher, first, blocks, cache, variants)
+            for trainer, batch in zip(trainers, batches):
+                with autocast(batch.images.device):
+                    losses = self._student_losses(trainer.student, target, batch.images, blocks)
+                trainer.step(step, losses)
+        return [trainer.student.eval() for trainer in trainers]
 
     def losses(
         self, student: nn.Module, teacher: nn.Module, distorted: torch.Tensor, clean: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """The enabled loss terms for one batch (unweighted): student on ``distorted``, teacher on
         ``clean``."""
+        blocks = self._blocks(len(student.blocks))
+        return self._student_losses(student, _teacher_features(teacher, clean, blocks), distorted, blocks)
+
+    def _blocks(self, depth: int) -> _Blocks:
         opt = self.options
-        depth = len(student.blocks)
         attn = sorted({b % depth for b in opt.attn_blocks}) if "attn" in opt.terms else []
         patch = sorted({b % depth for b in opt.patch_blocks}) if "patch" in opt.terms else []
-        earlier = [b for b in patch if b != depth - 1]  # the last block's tokens come normed anyway
-        with torch.inference_mode():  # cheaper than no_grad; the targets are cloned out of it
-            target = extract_features(teacher, clean, attn_blocks=attn, token_blocks=earlier)
-        target = _normal_tensors(target)
-        output = extract_features(student, distorted, attn_blocks=attn, token_blocks=earlier)
+        return _Blocks(depth, attn, patch, [b for b in patch if b != depth - 1], self.options.attn_rows)
+
+    def _targets(self, teacher: nn.Module, batch, blocks: _Blocks, cache: _TeacherCache | None,
+                 variants: int | None) -> ViTFeatures:
+        if cache is None:
+            return _teacher_features(teacher, batch.clean, blocks)
+        keys = batch.indices * variants + batch.variants
+        return cache.fetch(keys, lambda missing: _teacher_features(teacher, batch.clean[missing], blocks))
+
+    def _student_losses(self, student: nn.Module, target: ViTFeatures, distorted: torch.Tensor,
+                        blocks: _Blocks) -> dict[str, torch.Tensor]:
+        opt = self.options
+        output = extract_features(student, distorted, attn_blocks=blocks.attn, token_blocks=blocks.earlier)
         losses = {}
         if "global" in opt.terms:
             losses["global"] = _distance(output.cls.float(), target.cls.float(), opt.distance)
-        if patch:
-            pairs = [(_patch_tokens(output, b, depth), _patch_tokens(target, b, depth)) for b in patch]
+        if blocks.patch:
+            pairs = [(_patch_tokens(output, b, blocks.depth), _patch_tokens(target, b, blocks.depth))
+                     for b in blocks.patch]
             losses["patch"] = sum(_distance(s, t, opt.distance) for s, t in pairs) / len(pairs)
-        if attn:
-            kls = [_attention_kl(output.attentions[b], target.attentions[b], opt.attn_rows) for b in attn]
+        if blocks.attn:
+            kls = [_attention_kl(output.attentions[b], target.attentions[b], opt.attn_rows) for b in blocks.attn]
             losses["attn"] = sum(kls) / len(kls)
         return losses
+
+
+DEFAULT_VARIANTS = 4
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Which blocks the enabled terms read: attention maps, patch tokens, earlier blocks' tokens."""
+
+    depth: int
+    attn: list[int]
+    patch: list[int]
+    earlier: list[int]
+    rows: str
+
+
+class _Trainer:
+    """One student's optimiser, schedule and per-epoch loss log."""
+
+    def __init__(self, ctx: FitContext, opt: AsymKDOptions) -> None:
+        self.ctx, self.opt = ctx, opt
+        self.student = ctx.backbone.train()
+        self.optimizer = make_optimizer(self.student, opt.lr, opt.weight_decay)
+        self.scheduler = cosine_schedule(self.optimizer, ctx.steps, round(opt.warmup_fraction * ctx.steps))
+        self.per_epoch = max(1, math.ceil(ctx.num_train / ctx.batch_size))
+        self.totals: dict[str, float] = {}
+
+    def step(self, step: int, losses: dict[str, torch.Tensor]) -> None:
+        loss = sum(getattr(self.opt, f"w_{term}") * value for term, value in losses.items())
+        clip_and_step(loss, self.student, self.optimizer, self.scheduler, self.opt.max_grad_norm)
+        for term, value in losses.items():
+            self.totals[term] = self.totals.get(term, 0.0) + float(value.detach())
+        if step % self.per_epoch == 0 or step == self.ctx.steps:
+            count = self.per_epoch if step % self.per_epoch == 0 else step % self.per_epoch
+            self.ctx.log(step=step, epoch=math.ceil(step / self.per_epoch),
+                         **{f"loss_{t}": v / count for t, v in self.totals.items()})
+            self.totals = {}
+
+
+class _TeacherCache:
+    """Teacher outputs per (train image, augmentation variant), each computed on first use and
+    kept on the device; disabled (with a warning) if they would exceed the memory limit."""
+
+    def __init__(self, entries: int, device: torch.device, limit_bytes: float) -> None:
+        self.entries, self.limit_bytes = entries, limit_bytes
+        self.filled = torch.zeros(entries, dtype=torch.bool, device=device)
+        self.store: ViTFeatures | None = None
+        self.disabled = False
+
+    @classmethod
+    def create(cls, ctx: FitContext, variants: int, limit_gb: float) -> _TeacherCache:
+        """A cache for ``ctx.num_train * variants`` entries of at most ``limit_gb``."""
+        return cls(ctx.num_train * variants, ctx.device, limit_gb * 2**30)
+
+    def fetch(self, keys: torch.Tensor, compute) -> ViTFeatures:
+        """Targets for ``keys``; ``compute(mask)`` gives the teacher's outputs for a subset."""
+        if self.disabled:
+            return compute(torch.ones_like(keys, dtype=torch.bool))
+        missing = ~self.filled[keys]
+        if missing.any():
+            fresh = compute(missing)
+            if self.store is None and not self._allocate(fresh):
+                self.disabled = True
+                return compute(torch.ones_like(missing))
+            for target, value in zip(_tensors(self.store), _tensors(fresh)):
+                target[keys[missing]] = value
+            self.filled[keys[missing]] = True
+        return _map(self.store, lambda t: t[keys])
+
+    def _allocate(self, sample: ViTFeatures) -> bool:
+        per_entry = sum(t[0].numel() * t.element_size() for t in _tensors(sample))
+        if per_entry * self.entries > self.limit_bytes:
+            logger.warning("the teacher cache would take %.2f GB (over teacher_cache_gb); running without it",
+                           per_entry * self.entries / 2**30)
+            return False
+        self.store = _map(sample, lambda t: t.new_zeros((self.entries, *t.shape[1:])))
+        return True
+
+
+def _tensors(features: ViTFeatures) -> list[torch.Tensor]:
+    return [features.cls, features.patches, *features.attentions.values(), *features.tokens.values()]
+
+
+def _map(features: ViTFeatures, fn) -> ViTFeatures:
+    return ViTFeatures(cls=fn(features.cls), patches=fn(features.patches),
+                       attentions={k: fn(v) for k, v in features.attentions.items()},
+                       tokens={k: fn(v) for k, v in features.tokens.items()})
+
+
+def _teacher_features(teacher: nn.Module, clean: torch.Tensor, blocks: _Blocks) -> ViTFeatures:
+    """The teacher's targets on clean images (attention rows cut to what the loss reads)."""
+    with torch.inference_mode():  # cheaper than no_grad; the targets are copied out of it below
+        target = extract_features(teacher, clean, attn_blocks=blocks.attn, token_blocks=blocks.earlier)
+    if blocks.rows == "cls":
+        target.attentions = {k: v[:, :, :1] for k, v in target.attentions.items()}
+    return _normal_tensors(target)
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:

@@ -75,6 +75,7 @@ class AugMix(Method):
     def fit(self, ctx: FitContext) -> nn.Module:
         opt = self.options
         model = ctx.backbone.train()
+        forward = ctx.compiled(model)  # torch.compile under --compile
         optimizer = make_optimizer(model, opt.lr, opt.weight_decay)
         scheduler = cosine_schedule(optimizer, ctx.steps, round(opt.warmup_fraction * ctx.steps))
         gen = ctx.generator("augmix")
@@ -85,7 +86,7 @@ class AugMix(Method):
             images = batch.images if opt.on_distorted else batch.clean
             mixed = [augment_and_mix(images, gen, opt) for _ in range(views)]
             with autocast(ctx.device):
-                logits = model(torch.cat([images, *mixed]) if views == 2 else mixed[0]).float()
+                logits = forward(torch.cat([images, *mixed]) if views == 2 else mixed[0]).float()
             ce, jsd = self.losses(logits, batch.labels, views)
             clip_and_step(ce + opt.jsd_weight * jsd, model, optimizer, scheduler, opt.max_grad_norm)
             totals["ce"] += float(ce.detach())

@@ -51,12 +51,13 @@ class Finetune(Method):
     def fit(self, ctx: FitContext) -> nn.Module:
         opt = self.options
         model = ctx.backbone.train()
+        forward = ctx.compiled(model)  # torch.compile under --compile
         optimizer = make_optimizer(model, opt.lr, opt.weight_decay)
         scheduler = cosine_schedule(optimizer, ctx.steps, round(opt.warmup_fraction * ctx.steps))
         running, count = 0.0, 0
         for step, batch in enumerate(ctx.batches(labelled=True), start=1):
             with autocast(ctx.device):
-                logits = model(batch.images)
+                logits = forward(batch.images)
             loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=opt.label_smoothing)
             running += clip_and_step(loss, model, optimizer, scheduler, opt.max_grad_norm)
             count += 1

@@ -16,7 +16,7 @@ class LocalExecutor(Executor):
 
     def run(self, tasks: Sequence[CellTask]) -> Iterator[CellStatus]:
         for task in tasks:
-            yield run_cell_task(task)
+            yield from run_cell_task(task)
 
 
 @hookimpl

@@ -35,7 +35,7 @@ class RayExecutor(Executor):
         pending = [remote.remote(task) for task in tasks]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
-            yield ray.get(finished[0])
+            yield from ray.get(finished[0])
 
 
 @hookimpl

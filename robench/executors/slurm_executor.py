@@ -43,7 +43,7 @@ class SlurmExecutor(Executor):
         executor.update_parameters(**params)
         jobs = executor.map_array(run_cell_task, list(tasks))
         for job in submitit.helpers.as_completed(jobs):
-            yield job.result()
+            yield from job.result()
 
 
 @hookimpl

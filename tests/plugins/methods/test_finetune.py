@@ -54,3 +54,25 @@ def test_none_returns_the_backbone_untouched(tiny_spec) -> None:
     model = NoAdaptation().fit(ctx)
     assert model is ctx.backbone
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_compile_falls_back_to_eager_with_a_warning(tiny_spec, monkeypatch, caplog) -> None:
+    def broken_compile(model, *args, **kwargs):
+        def run(*a, **k):
+            raise RuntimeError("no compiler for this backend")
+        return run
+
+    results = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        method = Finetune(FinetuneOptions(log_every=2))
+        ctx, _ = two_class_ctx(method, tiny_spec, steps=4)
+        ctx.compile = compile
+        if compile:
+            monkeypatch.setattr(torch, "compile", broken_compile)
+        model = method.fit(ctx)
+        results.append((ctx.history, model.state_dict()))
+    assert "torch.compile failed (RuntimeError: no compiler for this backend); running eagerly" in caplog.text
+    assert results[0][0] == results[1][0]
+    for key, value in results[0][1].items():
+        assert torch.equal(value, results[1][1][key]), key
