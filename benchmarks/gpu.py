@@ -68,7 +68,8 @@ def distortion_figures(device: torch.device, batch: int, sizes: list[int], repea
             }), flush=True)
 
 
-METHODS = ("finetune", "asym_kd", "asym_kd:global", "asym_kd:attn_blocks={all}",
+METHODS = ("finetune", "asym_kd", "asym_kd:global", "asym_kd:attn_rows=all",
+           "asym_kd:attn_blocks={all}", "asym_kd:attn_rows=all:attn_blocks={all}",
            "asym_kd:teacher_cache=true:variants=1")
 MODELS = {  # name -> (backbone spec keyword arguments, image size)
     "vit_small_patch16_224": ({"model": "vit_small_patch16_224", "img_size": None, "patch_size": None,
@@ -243,7 +244,7 @@ def _evaluation_share(backbone, size: int, device, finetune_rate: float, common:
     10,000 test images, clean + 5 severities), measured, against its training time at the measured
     finetune rate (50,000 images x 5 epochs, the default budget)."""
     from robench.data import DatasetSplits, Split
-    from robench.evaluate import EvalConfig, evaluate_encoder
+    from robench.evaluate import EvalConfig, evaluate_encoder, knn_predict, linear_probe
     from robench_plugins.distortions.noise import GaussianNoise
 
     gen = torch.Generator().manual_seed(1)
@@ -261,8 +262,15 @@ def _evaluation_share(backbone, size: int, device, finetune_rate: float, common:
         torch.cuda.synchronize(device)
     eval_s = time.perf_counter() - start
     train_s = 50_000 * 5 / finetune_rate
+    # of which the two probes (L-BFGS linear probe, kNN), on features of the same shapes
+    width = encoder.num_features
+    train_x, test_x = torch.randn(5000, width, device=device), torch.randn(10000, width, device=device)
+    train_y = data.train.labels
+    probe_s = timed(lambda: linear_probe(train_x, train_y, test_x, 10), device, 1)
+    knn_s = timed(lambda: knn_predict(train_x, train_y, test_x, 10), device, 1)
     emit(kind="evaluation_share", eval_s=round(eval_s, 2), train_s_at_finetune_rate=round(train_s, 2),
-         eval_share=round(eval_s / (eval_s + train_s), 4), **common)
+         eval_share=round(eval_s / (eval_s + train_s), 4), linear_probe_s_x6=round(6 * probe_s, 2),
+         knn_s_x6=round(6 * knn_s, 2), **common)
 
 
 def _peak(device: torch.device) -> float | None:

@@ -30,6 +30,7 @@ import torch
 
 from robench.backbone import ViTFeatures, extract_features
 from robench.context import Batch, FitContext
+from robench.data import to_device
 from robench.errors import ConfigError, PluginError, RobenchError, SupervisionError
 from robench.hookspecs import hookimpl
 from robench.rng import BatchRNG
@@ -66,6 +67,7 @@ __all__ = [
     "hookimpl",
     "make_optimizer",
     "severity_table",
+    "to_device",
 ]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -140,6 +140,7 @@ def extract_features(
     images: torch.Tensor,
     attn_blocks: Sequence[int] = (),
     token_blocks: Sequence[int] = (),
+    attn_rows: str = "all",
 ) -> ViTFeatures:
     """One forward pass returning CLS, patch tokens and, for chosen blocks, attention maps.
 
@@ -147,17 +148,24 @@ def extract_features(
         model: a timm VisionTransformer.
         images: float ``(B, 3, H, W)``.
         attn_blocks: blocks whose attention probabilities to return (negative counts from the
-            end); only these blocks leave the fused attention kernel, and only for this call.
+            end).
         token_blocks: blocks whose output tokens to return.
+        attn_rows: ``all``: the full ``(B, heads, T, T)`` maps; the chosen blocks leave the fused
+            attention kernel for this call. ``cls``: only the CLS token's row ``(B, heads, 1, T)``,
+            computed beside the fused kernel from the block's own query/key projections, so
+            every block stays fused and nothing T x T is materialised.
 
     Gradients flow through every returned tensor.
     """
+    if attn_rows not in ("all", "cls"):
+        raise ValueError(f"attn_rows {attn_rows!r}: choose from all, cls")
     depth = len(model.blocks)
     attn_idx = [_block_index(i, depth) for i in attn_blocks]
     token_idx = [_block_index(i, depth) for i in token_blocks]
     tokens: dict[int, torch.Tensor] = {}
+    capture = _capture_attention if attn_rows == "all" else _capture_cls_attention
     with contextlib.ExitStack() as stack:
-        attentions = stack.enter_context(_capture_attention(model, attn_idx))
+        attentions = stack.enter_context(capture(model, attn_idx))
         for i in token_idx:
             hook = model.blocks[i].register_forward_hook(_store_output(tokens, i))
             stack.callback(hook.remove)
@@ -168,6 +176,16 @@ def extract_features(
     )
 
 
+def _timm_attention(model: nn.Module, i: int) -> nn.Module:
+    attn = model.blocks[i].attn
+    if not hasattr(attn, "fused_attn") or not hasattr(attn, "attn_drop") or not hasattr(attn, "qkv"):
+        raise ConfigError(
+            f"block {i} of {type(model).__name__} has no timm Attention; attention maps "
+            "need a timm VisionTransformer"
+        )
+    return attn
+
+
 @contextlib.contextmanager
 def _capture_attention(model: nn.Module, blocks: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
     """Switch only ``blocks`` to timm's explicit attention and record their softmax output."""
@@ -176,12 +194,7 @@ def _capture_attention(model: nn.Module, blocks: Sequence[int]) -> Iterator[dict
     hooks = []
     try:
         for i in blocks:
-            attn = model.blocks[i].attn
-            if not hasattr(attn, "fused_attn") or not hasattr(attn, "attn_drop"):
-                raise ConfigError(
-                    f"block {i} of {type(model).__name__} has no timm Attention; attention maps "
-                    "need a timm VisionTransformer"
-                )
+            attn = _timm_attention(model, i)
             saved.append((attn, attn.fused_attn))
             attn.fused_attn = False
             # attn_drop receives the softmax probabilities in timm's explicit path
@@ -192,6 +205,34 @@ def _capture_attention(model: nn.Module, blocks: Sequence[int]) -> Iterator[dict
             hook.remove()
         for attn, fused in saved:
             attn.fused_attn = fused
+
+
+@contextlib.contextmanager
+def _capture_cls_attention(model: nn.Module, blocks: Sequence[int]) -> Iterator[dict[int, torch.Tensor]]:
+    """Record the CLS row of ``blocks``' attention, softmax(q_cls k^T * scale), from the output
+    of their ``qkv`` projection (the blocks themselves keep running fused)."""
+    captured: dict[int, torch.Tensor] = {}
+    hooks = []
+    try:
+        for i in blocks:
+            attn = _timm_attention(model, i)
+            hooks.append(attn.qkv.register_forward_hook(_store_cls_row(captured, i, attn)))
+        yield captured
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _store_cls_row(store: dict[int, torch.Tensor], key: int, attn: nn.Module):
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...], qkv: torch.Tensor) -> None:
+        b, n, _ = qkv.shape
+        heads = attn.num_heads
+        parts = qkv.reshape(b, n, 3, heads, -1)
+        q = attn.q_norm(parts[:, :1, 0].transpose(1, 2))  # (B, heads, 1, D)
+        k = attn.k_norm(parts[:, :, 1].transpose(1, 2))  # (B, heads, N, D)
+        store[key] = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+    return hook
 
 
 def _store_input(store: dict[int, torch.Tensor], key: int):

@@ -36,6 +36,7 @@ from robench.registry import PluginInfo, Registry
 from robench.results import CellKey, CellResult, PluginRecord
 from robench.rng import derive_seed
 from robench.store import RunStore
+from robench.training import weights_are_finite
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,9 @@ def _evaluate(config: RunConfig, registry: Registry, data: DatasetSplits, weight
             f"method {key.method!r} ({method_info.origin}) returned {type(encoder).__name__} from "
             "fit; it must return the encoder (a timm VisionTransformer)"
         )
+    if not weights_are_finite(encoder):
+        raise FloatingPointError(f"method {key.method!r} returned an encoder with non-finite weights "
+                                 "(its training diverged)")
     distortion = ctx.distortion
     labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     started = time.perf_counter()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from robench.data import augment_geometric, distort_mixed, distortion_seeds, to_float
+from robench.data import augment_geometric, distort_mixed, distortion_seeds, to_device, to_float
 from robench.errors import SupervisionError
 from robench.rng import BatchRNG, derive_seed, sample_seeds
 
@@ -43,6 +43,8 @@ class Batch:
             that declared ``uses_clean_images`` and asked for them; otherwise None.
         variants: with ``batches(variants=K)``, which of the image's K fixed augmentations each
             image got (so outputs of a frozen model on ``clean`` can be cached per (index, variant)).
+        host_indices, host_variants: ``indices`` and ``variants`` on the CPU, for bookkeeping that
+            must not wait for the device.
     """
 
     images: torch.Tensor
@@ -51,6 +53,8 @@ class Batch:
     labels: torch.Tensor | None = None
     clean: torch.Tensor | None = None
     variants: torch.Tensor | None = None
+    host_indices: torch.Tensor | None = None
+    host_variants: torch.Tensor | None = None
 
 
 class FitContext:
@@ -116,6 +120,7 @@ class FitContext:
         self._hflip = hflip
         self._images = train_images
         self._labelled_indices = labelled_indices.to(device)
+        self._labelled_cpu = labelled_indices.cpu()
         # Labels of the unlabelled part never enter the context; unlabelled-only methods get none.
         self._labelled_labels = labelled_labels.to(device) if self._uses_labels else None
         self._streams = 0
@@ -204,10 +209,13 @@ class FitContext:
         self, labelled: bool, clean: bool, steps: int, batch_size: int, augment: bool,
         severity: int | None, stream: int, variants: int | None,
     ) -> Iterator[Batch]:
-        pool = self._labelled_indices if labelled else torch.arange(self.num_train, device=self.device)
+        # Per-sample bookkeeping (indices, seeds, shifts, flips, severities: a few numbers per
+        # image) runs on the CPU and reaches the device in small asynchronous copies, so the host
+        # never waits for the device; pixels are gathered and augmented as uint8 on the device.
+        pool = self._labelled_cpu if labelled else torch.arange(self.num_train)
         batch_size = min(batch_size, pool.numel())
         order_seed = self._clean_seed("order", stream)
-        order = _IndexStream(pool.numel(), torch.Generator().manual_seed(order_seed), self.device)
+        order = _IndexStream(pool.numel(), torch.Generator().manual_seed(order_seed))
         progress = tqdm(
             range(steps), desc=self._method_name, unit="step", leave=False,
             disable=not self.show_progress,
@@ -217,12 +225,14 @@ class FitContext:
             indices = pool[positions]
             rng = BatchRNG(sample_seeds(self._clean_seed("batch", stream, step), indices))
             chosen = rng.integers(0, variants) if variants else None
-            images = to_float(self._images[indices])
+            on_device = to_device(indices, self.device)
+            images = self._images[to_device(indices, self._images.device)].to(self.device, non_blocking=True)
             if augment:
                 # a fixed variant's augmentation depends only on (image, variant), not on the step
                 view = BatchRNG(sample_seeds(self._clean_seed("variant"), indices * variants + chosen)) \
                     if variants else rng
                 images = augment_geometric(images, view, hflip=self._hflip)
+            images = to_float(images)
             severities = self._severities_for(rng, severity)
             seeds = distortion_seeds(
                 self.seed, self.dataset, f"train-{stream}-{step}", self.distortion.name, 0, indices
@@ -230,31 +240,33 @@ class FitContext:
             distorted = distort_mixed(self.distortion, images, severities, seeds)
             yield Batch(
                 images=distorted,
-                severities=severities,
-                indices=indices,
-                labels=self._labelled_labels[positions] if labelled else None,
+                severities=to_device(severities, self.device),
+                indices=on_device,
+                labels=self._labelled_labels[to_device(positions, self.device)] if labelled else None,
                 clean=images if clean else None,
-                variants=chosen,
+                variants=to_device(chosen, self.device) if variants else None,
+                host_indices=indices,
+                host_variants=chosen,
             )
 
     def _severities_for(self, rng: BatchRNG, severity: int | None) -> torch.Tensor:
+        """One severity per image, on the CPU (where ``rng`` draws)."""
         if severity is not None:
-            return torch.full((rng.batch_size,), severity, dtype=torch.int64, device=self.device)
-        choices = torch.tensor(self.severities, dtype=torch.int64, device=self.device)
-        return choices[rng.integers(0, len(choices))]
+            return torch.full((rng.batch_size,), severity, dtype=torch.int64)
+        choices = torch.tensor(self.severities, dtype=torch.int64)
+        return choices[rng.integers(0, len(choices)).cpu()]
 
 
 class _IndexStream:
-    """Positions from successive seeded permutations of ``range(n)``, taken in slices."""
+    """Positions (on the CPU) from successive seeded permutations of ``range(n)``, taken in slices."""
 
-    def __init__(self, n: int, generator: torch.Generator, device: torch.device) -> None:
+    def __init__(self, n: int, generator: torch.Generator) -> None:
         self._n = n
         self._gen = generator
-        self._device = device
         self._buffer = torch.empty(0, dtype=torch.int64)
 
     def take(self, count: int) -> torch.Tensor:
         while self._buffer.numel() < count:
             self._buffer = torch.cat([self._buffer, torch.randperm(self._n, generator=self._gen)])
         out, self._buffer = self._buffer[:count], self._buffer[count:]
-        return out.to(self._device)
+        return out

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from robench.rng import BatchRNG, derive_seed, sample_seeds
 
@@ -98,8 +97,9 @@ def label_budget(labels: torch.Tensor, fraction: float, seed: int, dataset: str)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images to float32 in [0, 1]."""
-    return images.to(torch.float32).div_(255.0)
+    """uint8 images to float32 in [0, 1]: exactly k / 255 on every device (CUDA divides by a
+    Python scalar as a multiplication by its reciprocal, one bit off; by a tensor it divides)."""
+    return images.to(torch.float32).div_(torch.full((), 255.0, device=images.device))
 
 
 def augment_geometric(
@@ -107,19 +107,35 @@ def augment_geometric(
 ) -> torch.Tensor:
     """Random translation (reflect-pad by ``pad`` and crop) and optional horizontal flip.
 
-    Batched over the whole batch with per-sample draws from ``rng``.
+    One gather for the whole batch, in the images' dtype (uint8 works: 4x less memory traffic
+    than float), with per-sample draws from ``rng`` (on any device; moved to the images').
     """
     b, _, h, w = images.shape
-    shifts = rng.integers(0, 2 * pad + 1, 2)
-    rows = shifts[:, 0:1] + torch.arange(h, device=images.device)
-    cols = shifts[:, 1:2] + torch.arange(w, device=images.device)
+    device = images.device
+    shifts = to_device(rng.integers(0, 2 * pad + 1, 2), device) - pad
+    rows = _reflect(shifts[:, 0:1] + torch.arange(h, device=device), h)
+    cols = _reflect(shifts[:, 1:2] + torch.arange(w, device=device), w)
     if hflip:
-        flip = rng.uniform(1) < 0.5
+        flip = to_device(rng.uniform(1) < 0.5, device)
         cols = torch.where(flip, cols.flip(1), cols)
-    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
-    batch = torch.arange(b, device=images.device)[:, None, None]
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    batch = torch.arange(b, device=device)[:, None, None]
+    out = images.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _reflect(position: torch.Tensor, size: int) -> torch.Tensor:
+    """Indices of reflect padding (edge not repeated), for positions within one pad of the image."""
+    position = position.abs()
+    return torch.where(position >= size, 2 * (size - 1) - position, position)
+
+
+def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``values`` on ``device``; a CPU tensor goes to CUDA asynchronously, from pinned memory (a
+    plain copy from pageable memory would wait for all the work queued on the device)."""
+    device = torch.device(device)
+    if values.device.type != "cpu" or device.type != "cuda":
+        return values.to(device)
+    return values.pin_memory().to(device, non_blocking=True)
 
 
 def distortion_seeds(
@@ -135,11 +151,19 @@ def distortion_seeds(
 def distort_mixed(
     distortion: Distortion, images: torch.Tensor, severities: torch.Tensor, seeds: torch.Tensor
 ) -> torch.Tensor:
-    """Apply ``distortion`` with a severity per sample (one batched call per distinct severity)."""
+    """Apply ``distortion`` with a severity per sample (one batched call per distinct severity).
+
+    With ``severities`` and ``seeds`` on the CPU, grouping by severity needs no device
+    synchronisation (the groups' indices reach the device asynchronously).
+    """
+    if severities.device.type == "cpu" and severities.numel() and bool((severities == severities[0]).all()):
+        return distortion(images, int(severities[0]), BatchRNG(to_device(seeds, images.device)))
     out = torch.empty_like(images)
     for severity in torch.unique(severities).tolist():
-        mask = severities == severity
-        out[mask] = distortion(images[mask], int(severity), BatchRNG(seeds[mask]))
+        where = (severities == severity).nonzero().flatten()
+        index = to_device(where, images.device)
+        rng = BatchRNG(to_device(seeds[where.to(seeds.device)], images.device))
+        out.index_copy_(0, index, distortion(images.index_select(0, index), int(severity), rng))
     return out
 
 

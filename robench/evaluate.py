@@ -18,7 +18,7 @@ from torch import nn
 
 from robench.api import Distortion
 from robench.backbone import cls_embedding
-from robench.data import DatasetSplits, Split, distortion_seeds, iterate_chunks, to_float
+from robench.data import DatasetSplits, Split, distortion_seeds, iterate_chunks, to_device, to_float
 from robench.rng import BatchRNG
 from robench.training import autocast
 
@@ -80,7 +80,7 @@ def embed(
         if severity is not None:
             assert distortion is not None
             seeds = distortion_seeds(seed, dataset, split_name, distortion.name, severity, indices[chunk])
-            images = distortion(images, severity, BatchRNG(seeds.to(device)))
+            images = distortion(images, severity, BatchRNG(to_device(seeds, device)))
         with autocast(device):
             features.append(cls_embedding(encoder, images).float())
     return torch.cat(features)

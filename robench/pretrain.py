@@ -193,16 +193,16 @@ def _train(
         for step in range(steps_per_epoch):
             idx = order[step * batch_size : (step + 1) * batch_size]
             base = derive_seed("pretrain-augment", cfg.seed, data.name, epoch, step)
-            images = augment_geometric(to_float(train.images[idx]), BatchRNG(sample_seeds(base, idx)),
-                                       hflip=data.hflip)
+            images = to_float(augment_geometric(train.images[idx], BatchRNG(sample_seeds(base, idx)),
+                                                hflip=data.hflip))
             with autocast(device):
                 logits = model(images)
             loss = F.cross_entropy(logits.float(), train.labels[idx], label_smoothing=cfg.label_smoothing)
             clip_and_step(loss, model, optimizer, scheduler)
-            correct += int((logits.argmax(1) == train.labels[idx]).sum())
+            correct += (logits.argmax(1) == train.labels[idx]).sum()
             seen += idx.numel()
             progress.update()
-        logger.debug("pretrain epoch %d: train accuracy %.3f", epoch + 1, correct / seen)
+        logger.debug("pretrain epoch %d: train accuracy %.3f", epoch + 1, float(correct) / seen)
     progress.close()
     model.eval()
-    return correct / max(1, seen)
+    return float(correct) / max(1, seen)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -78,15 +79,17 @@ def clip_and_step(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     max_grad_norm: float | None = 1.0,
-) -> float:
-    """Backward, optional gradient-norm clipping, optimiser and scheduler step; returns the loss.
+) -> torch.Tensor:
+    """Backward, optional gradient-norm clipping, optimiser and scheduler step.
 
-    The loss is read back (one device synchronisation) only after the whole step is queued, so
-    the device never idles while the host waits for the forward pass.
+    Returns the loss, detached, on its device: add it up and read it when logging, so the host
+    does not wait for the device at every step.
 
     Raises:
-        FloatingPointError: if the loss is NaN or infinite (the model is then unusable: the
-            caller must discard it).
+        FloatingPointError: if the loss is NaN or infinite. On the CPU this is checked at once;
+            on CUDA one step later, from an asynchronous copy, so the host never stalls (the
+            model is unusable either way: the caller must discard it; a non-finite loss at the
+            last step shows in the weights, which the runner checks after ``fit``).
     """
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -95,10 +98,38 @@ def clip_and_step(
     optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    value = float(loss.detach())
+    value = loss.detach()
+    _check_finite(optimizer, value)
+    return value
+
+
+_PENDING_LOSSES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _check_finite(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Raise if ``loss`` (CPU: this step's) or the previous step's loss (CUDA) is not finite."""
+    if loss.device.type != "cuda":
+        pending = loss
+    else:
+        host = torch.empty(loss.shape, dtype=loss.dtype, pin_memory=True)
+        host.copy_(loss, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous = _PENDING_LOSSES.get(optimizer)
+        _PENDING_LOSSES[optimizer] = (host, event)
+        if previous is None:
+            return
+        pending, done = previous
+        done.synchronize()  # that step finished long ago: this waits for nothing queued since
+    value = float(pending)
     if not math.isfinite(value):
         raise FloatingPointError(f"loss became {value}")
-    return value
+
+
+def weights_are_finite(model: nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite (one device synchronisation)."""
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
 
 
 class CompiledOrEager(nn.Module):

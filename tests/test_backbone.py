@@ -62,6 +62,26 @@ def test_attention_is_the_softmax_of_scaled_query_key(model: torch.nn.Module) ->
     torch.testing.assert_close(probs.sum(-1), torch.ones(2, 2, 65))
 
 
+def test_cls_attention_rows_equal_the_explicit_maps_and_keep_the_fused_kernel(model: torch.nn.Module) -> None:
+    x = torch.rand(2, 3, 32, 32)
+    full = extract_features(model, x, attn_blocks=[0, 1]).attentions
+    fused = []
+    hooks = [blk.attn.register_forward_pre_hook(lambda m, a: fused.append(m.fused_attn)) for blk in model.blocks]
+    rows = extract_features(model, x, attn_blocks=[0, 1], attn_rows="cls")
+    for hook in hooks:
+        hook.remove()
+    assert fused == [blk.attn.fused_attn for blk in model.blocks] and all(fused)
+    for i in (0, 1):
+        assert rows.attentions[i].shape == (2, 2, 1, 65)
+        torch.testing.assert_close(rows.attentions[i], full[i][:, :, :1], rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        torch.testing.assert_close(rows.cls, model.forward_features(x)[:, 0], rtol=1e-5, atol=1e-5)
+    rows.attentions[1].pow(2).sum().backward()
+    assert model.blocks[1].attn.qkv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="attn_rows 'some': choose from all, cls"):
+        extract_features(model, x, attn_blocks=[0], attn_rows="some")
+
+
 def test_only_chosen_blocks_leave_the_fused_kernel(model: torch.nn.Module) -> None:
     seen = {}
     hooks = [

@@ -106,7 +106,7 @@ def _ycbcr_to_rgb(y: torch.Tensor, chroma: torch.Tensor, out: torch.Tensor) -> N
     torch.add(y, (91881 * cr + (1 << 15)) >> 16, out=out[:, 0])
     torch.add(y, (-22554 * cb - 46802 * cr + (1 << 15)) >> 16, out=out[:, 1])
     torch.add(y, (116130 * cb + (1 << 15)) >> 16, out=out[:, 2])
-    out.clamp_(0, 255).div_(255)
+    out.clamp_(0, 255).div_(torch.full((), 255.0, device=out.device))  # exact k / 255 on CUDA too
 
 
 def _downsample(chroma: torch.Tensor) -> torch.Tensor:

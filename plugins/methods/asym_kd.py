@@ -31,6 +31,7 @@ from robench.api import (
     extract_features,
     hookimpl,
     make_optimizer,
+    to_device,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ class AsymKDOptions:
             similarity), ``mse`` or ``smooth_l1``.
         patch_blocks: blocks whose patch tokens are matched; the last block's are taken after the
             final norm, earlier blocks' after a parameter-free layer norm.
-        attn_blocks: blocks whose attention maps are matched (only these leave the fused kernel).
-        attn_rows: ``cls`` (the CLS token's attention over all tokens) or ``all`` (every row).
+        attn_blocks: blocks whose attention maps are matched.
+        attn_rows: ``cls`` (the CLS token's attention over all tokens, computed beside the fused
+            attention kernel from the block's query/key projections: nothing T x T is
+            materialised) or ``all`` (every row; the matched blocks leave the fused kernel).
         severity: a fixed training severity; None samples one per image from the evaluated ones.
         variants: if set, each image is augmented by one of this many fixed augmentations (a
             fresh augmentation every step otherwise).
@@ -143,13 +146,14 @@ class AsymKD(Method):
                  variants: int | None) -> ViTFeatures:
         if cache is None:
             return _teacher_features(teacher, batch.clean, blocks)
-        keys = batch.indices * variants + batch.variants
-        return cache.fetch(keys, lambda missing: _teacher_features(teacher, batch.clean[missing], blocks))
+        keys = batch.host_indices * variants + batch.host_variants
+        return cache.fetch(keys, lambda rows: _teacher_features(teacher, batch.clean[rows], blocks))
 
     def _student_losses(self, student: nn.Module, target: ViTFeatures, distorted: torch.Tensor,
                         blocks: _Blocks) -> dict[str, torch.Tensor]:
         opt = self.options
-        output = extract_features(student, distorted, attn_blocks=blocks.attn, token_blocks=blocks.earlier)
+        output = extract_features(student, distorted, attn_blocks=blocks.attn, token_blocks=blocks.earlier,
+                                  attn_rows=blocks.rows)
         losses = {}
         if "global" in opt.terms:
             losses["global"] = _distance(output.cls.float(), target.cls.float(), opt.distance)
@@ -186,13 +190,13 @@ class _Trainer:
         self.optimizer = make_optimizer(self.student, opt.lr, opt.weight_decay)
         self.scheduler = cosine_schedule(self.optimizer, ctx.steps, round(opt.warmup_fraction * ctx.steps))
         self.per_epoch = max(1, math.ceil(ctx.num_train / ctx.batch_size))
-        self.totals: dict[str, float] = {}
+        self.totals: dict[str, torch.Tensor] = {}  # on the device, read when logging
 
     def step(self, step: int, losses: dict[str, torch.Tensor]) -> None:
         loss = sum(getattr(self.opt, f"w_{term}") * value for term, value in losses.items())
         clip_and_step(loss, self.student, self.optimizer, self.scheduler, self.opt.max_grad_norm)
         for term, value in losses.items():
-            self.totals[term] = self.totals.get(term, 0.0) + float(value.detach())
+            self.totals[term] = self.totals.get(term, 0.0) + value.detach().double()
         if step % self.per_epoch == 0 or step == self.ctx.steps:
             count = self.per_epoch if step % self.per_epoch == 0 else step % self.per_epoch
             self.ctx.log(step=step, epoch=math.ceil(step / self.per_epoch),
@@ -202,11 +206,12 @@ class _Trainer:
 
 class _TeacherCache:
     """Teacher outputs per (train image, augmentation variant), each computed on first use and
-    kept on the device; disabled (with a warning) if they would exceed the memory limit."""
+    kept on the device; disabled (with a warning) if they would exceed the memory limit. Which
+    entries are filled is tracked on the CPU, so a lookup never waits for the device."""
 
     def __init__(self, entries: int, device: torch.device, limit_bytes: float) -> None:
-        self.entries, self.limit_bytes = entries, limit_bytes
-        self.filled = torch.zeros(entries, dtype=torch.bool, device=device)
+        self.entries, self.device, self.limit_bytes = entries, device, limit_bytes
+        self.filled = torch.zeros(entries, dtype=torch.bool)
         self.store: ViTFeatures | None = None
         self.disabled = False
 
@@ -216,19 +221,22 @@ class _TeacherCache:
         return cls(ctx.num_train * variants, ctx.device, limit_gb * 2**30)
 
     def fetch(self, keys: torch.Tensor, compute) -> ViTFeatures:
-        """Targets for ``keys``; ``compute(mask)`` gives the teacher's outputs for a subset."""
+        """Targets for ``keys`` (CPU int64); ``compute(rows)`` gives the teacher's outputs for the
+        batch rows ``rows`` (a device index tensor, or ``slice(None)`` for all)."""
         if self.disabled:
-            return compute(torch.ones_like(keys, dtype=torch.bool))
+            return compute(slice(None))
         missing = ~self.filled[keys]
         if missing.any():
-            fresh = compute(missing)
+            fresh = compute(to_device(missing.nonzero().flatten(), self.device))
             if self.store is None and not self._allocate(fresh):
                 self.disabled = True
-                return compute(torch.ones_like(missing))
+                return compute(slice(None))
+            slots = to_device(keys[missing], self.device)
             for target, value in zip(_tensors(self.store), _tensors(fresh)):
-                target[keys[missing]] = value
+                target[slots] = value
             self.filled[keys[missing]] = True
-        return _map(self.store, lambda t: t[keys])
+        on_device = to_device(keys, self.device)
+        return _map(self.store, lambda t: t[on_device])
 
     def _allocate(self, sample: ViTFeatures) -> bool:
         per_entry = sum(t[0].numel() * t.element_size() for t in _tensors(sample))
@@ -251,11 +259,10 @@ def _map(features: ViTFeatures, fn) -> ViTFeatures:
 
 
 def _teacher_features(teacher: nn.Module, clean: torch.Tensor, blocks: _Blocks) -> ViTFeatures:
-    """The teacher's targets on clean images (attention rows cut to what the loss reads)."""
+    """The teacher's targets on clean images (only the attention rows the loss reads)."""
     with torch.inference_mode():  # cheaper than no_grad; the targets are copied out of it below
-        target = extract_features(teacher, clean, attn_blocks=blocks.attn, token_blocks=blocks.earlier)
-    if blocks.rows == "cls":
-        target.attentions = {k: v[:, :, :1] for k, v in target.attentions.items()}
+        target = extract_features(teacher, clean, attn_blocks=blocks.attn, token_blocks=blocks.earlier,
+                                  attn_rows=blocks.rows)
     return _normal_tensors(target)
 
 

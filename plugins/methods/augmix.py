@@ -89,8 +89,8 @@ class AugMix(Method):
                 logits = forward(torch.cat([images, *mixed]) if views == 2 else mixed[0]).float()
             ce, jsd = self.losses(logits, batch.labels, views)
             clip_and_step(ce + opt.jsd_weight * jsd, model, optimizer, scheduler, opt.max_grad_norm)
-            totals["ce"] += float(ce.detach())
-            totals["jsd"] += float(jsd.detach())
+            totals["ce"] += ce.detach().double()  # read when logging: no per-step device sync
+            totals["jsd"] += jsd.detach().double()
             if step % log_every == 0 or step == ctx.steps:
                 count = step % log_every or log_every
                 ctx.log(step=step, loss=(totals["ce"] + opt.jsd_weight * totals["jsd"]) / count,

@@ -59,7 +59,7 @@ class Finetune(Method):
             with autocast(ctx.device):
                 logits = forward(batch.images)
             loss = F.cross_entropy(logits.float(), batch.labels, label_smoothing=opt.label_smoothing)
-            running += clip_and_step(loss, model, optimizer, scheduler, opt.max_grad_norm)
+            running += clip_and_step(loss, model, optimizer, scheduler, opt.max_grad_norm).double()
             count += 1
             if step % opt.log_every == 0 or step == ctx.steps:
                 ctx.log(step=step, loss=running / count)

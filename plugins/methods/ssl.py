@@ -104,8 +104,9 @@ class DINOTrainer:
         self.device = device
         self.steps_done = 0
 
-    def step(self, views: list[torch.Tensor]) -> float:
-        """One optimiser step on ``views`` (global views first), then the teacher's EMA update."""
+    def step(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on ``views`` (global views first), then the teacher's EMA update;
+        returns the loss (detached, on the device)."""
         opt = self.options
         n_global = opt.global_views
         with autocast(self.device):
@@ -176,7 +177,7 @@ class SelfSupervised(Method):
         running = 0.0
         for step, batch in enumerate(ctx.batches(), start=1):
             views = dino_views(batch.images, gen, opt)
-            running += trainer.step(views)
+            running += trainer.step(views).double()
             if step % log_every == 0 or step == ctx.steps:
                 ctx.log(step=step, loss=running / (step % log_every or log_every),
                         teacher_momentum=trainer.momentum())

@@ -67,7 +67,7 @@ def test_teacher_cache_gives_the_losses_of_the_uncached_path(tiny_spec, monkeypa
     cached_student = cached_method.fit(cached)
     assert len(losses(cached)) == 3 and set(losses(cached)[0]) == {"loss_global", "loss_patch", "loss_attn"}
     for a, b in zip(losses(plain), losses(cached)):
-        assert a == pytest.approx(b, rel=1e-5), (a, b)
+        assert a == pytest.approx(b, rel=1e-4, abs=1e-8), (a, b)  # teacher batches differ in size
     assert_same_students(plain_student, cached_student)
     # 9 steps x 8 images = 72 teacher images uncached; cached, each (image, variant) at most once
     assert sum(counts) <= N_TRAIN * 2 and sum(counts) < 9 * BATCH
@@ -108,3 +108,41 @@ def test_a_run_with_a_shared_teacher_writes_the_leaderboard_of_separate_cells(tm
     for run, together in (("shared", 2), ("apart", 1)):
         path = tmp_path / run / "cells" / "shapes" / "defocus_blur" / "asym_kd" / "seed-0.json"
         assert json.loads(path.read_text())["timing"]["trained_together"] == together
+
+
+GROUP_FAILS_PLUGIN = '''
+from robench.api import hookimpl
+from robench_plugins.methods.asym_kd import AsymKD
+
+class Fragile(AsymKD):
+    """asym_kd whose grouped training always fails, and whose defocus_blur cell fails alone."""
+    name = "fragile_kd"
+    def fit_group(self, contexts):
+        if len(contexts) > 1:
+            raise RuntimeError("grouped training broke")
+        return super().fit_group(contexts)
+    def fit(self, ctx):
+        if ctx.distortion.name == "defocus_blur":
+            raise RuntimeError("defocus_blur diverged")
+        return super().fit(ctx)
+
+@hookimpl
+def robench_methods():
+    return [Fragile]
+'''
+
+
+def test_a_group_that_fails_is_retried_cell_by_cell(tmp_path, caplog) -> None:
+    from robench.config import make_config
+    from robench.runner import execute
+
+    plugin = tmp_path / "fragile_kd.py"
+    plugin.write_text(GROUP_FAILS_PLUGIN)
+    config = make_config(**fast_run_options(tmp_path / "run", methods="fragile_kd", seeds="0", plugins=str(plugin),
+                                            distortions="gaussian_noise,defocus_blur"))
+    outcome = execute(config)
+    assert "computed together failed (RuntimeError); computing them one by one" in caplog.text
+    assert [key.distortion for key in outcome.failed] == ["defocus_blur"]
+    assert "defocus_blur diverged" in next(iter(outcome.failed.values()))
+    record = tmp_path / "run" / "cells" / "shapes" / "gaussian_noise" / "fragile_kd" / "seed-0.json"
+    assert json.loads(record.read_text())["timing"]["trained_together"] == 1
