@@ -119,12 +119,15 @@ def compute_cells(config: RunConfig, keys: list[CellKey], settings_hash: str) ->
     method = build_method(registry, spec)
     # Plugins that draw from torch's global RNG (e.g. a new head's init) stay reproducible too.
     torch.manual_seed(derive_seed("cell", *dataclasses.astuple(keys[0])))
-    contexts = [_context(config, registry, data, backbone, method, key) for key in keys]
+    budgets = [label_budget(data.train.labels, config.label_fraction, key.seed, data.name) for key in keys]
+    contexts = [_context(config, registry, data, backbone, method, key, labelled)
+                for key, labelled in zip(keys, budgets)]
     started = time.perf_counter()
     encoders = method.fit_group(contexts) if len(keys) > 1 else [method.fit(contexts[0])]
     fit_s = (time.perf_counter() - started) / len(keys)
-    return [_evaluate(config, registry, data, weights_id, method, ctx, key, encoder, fit_s, settings_hash, len(keys))
-            for ctx, key, encoder in zip(contexts, keys, encoders)]
+    return [_evaluate(config, registry, data, weights_id, method, ctx, key, labelled, encoder, fit_s, settings_hash,
+                      len(keys))
+            for ctx, key, labelled, encoder in zip(contexts, keys, budgets, encoders)]
 
 
 def can_group(registry: Registry, method_text: str) -> bool:
@@ -133,9 +136,8 @@ def can_group(registry: Registry, method_text: str) -> bool:
 
 
 def _context(config: RunConfig, registry: Registry, data: DatasetSplits, backbone: nn.Module, method,
-             key: CellKey) -> FitContext:
+             key: CellKey, labelled: torch.Tensor) -> FitContext:
     distortion = make_distortion(registry.info("distortion", key.distortion), config)
-    labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     return FitContext(
         method=method, backbone=copy.deepcopy(backbone), train_images=data.train.images,
         labelled_indices=labelled, labelled_labels=data.train.labels[labelled.to(data.train.labels.device)],
@@ -148,8 +150,8 @@ def _context(config: RunConfig, registry: Registry, data: DatasetSplits, backbon
 
 
 def _evaluate(config: RunConfig, registry: Registry, data: DatasetSplits, weights_id: str, method,
-              ctx: FitContext, key: CellKey, encoder: nn.Module, fit_s: float, settings_hash: str,
-              group: int) -> CellResult:
+              ctx: FitContext, key: CellKey, labelled: torch.Tensor, encoder: nn.Module, fit_s: float,
+              settings_hash: str, group: int) -> CellResult:
     method_info = registry.info("method", method.name)
     if not isinstance(encoder, nn.Module) or not hasattr(encoder, "forward_features"):
         raise PluginError(
@@ -160,7 +162,6 @@ def _evaluate(config: RunConfig, registry: Registry, data: DatasetSplits, weight
         raise FloatingPointError(f"method {key.method!r} returned an encoder with non-finite weights "
                                  "(its training diverged)")
     distortion = ctx.distortion
-    labelled = label_budget(data.train.labels, config.label_fraction, key.seed, data.name)
     started = time.perf_counter()
     evaluation = evaluate_encoder(encoder, data, labelled, distortion, ctx.severities, key.seed, EvalConfig(),
                                   ctx.device)

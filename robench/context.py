@@ -226,7 +226,8 @@ class FitContext:
             rng = BatchRNG(sample_seeds(self._clean_seed("batch", stream, step), indices))
             chosen = rng.integers(0, variants) if variants else None
             on_device = to_device(indices, self.device)
-            images = self._images[to_device(indices, self._images.device)].to(self.device, non_blocking=True)
+            source = on_device if on_device.device == self._images.device else to_device(indices, self._images.device)
+            images = self._images[source].to(self.device, non_blocking=True)
             if augment:
                 # a fixed variant's augmentation depends only on (image, variant), not on the step
                 view = BatchRNG(sample_seeds(self._clean_seed("variant"), indices * variants + chosen)) \
@@ -254,7 +255,7 @@ class FitContext:
         if severity is not None:
             return torch.full((rng.batch_size,), severity, dtype=torch.int64)
         choices = torch.tensor(self.severities, dtype=torch.int64)
-        return choices[rng.integers(0, len(choices)).cpu()]
+        return choices[rng.integers(0, len(choices))]
 
 
 class _IndexStream:
