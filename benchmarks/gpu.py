@@ -55,15 +55,21 @@ def distortion_figures(device: torch.device, batch: int, sizes: list[int], repea
         images = torch.rand(batch, 3, size, size, generator=gen)
         on_device = images.to(device)
         seeds = sample_seeds(0, torch.arange(batch))
+        severities = torch.arange(batch) % 5 + 1
         for name in registry.names("distortion"):
             distortion = registry.get("distortion", name)()
             seconds = timed(lambda: distortion(on_device, 3, BatchRNG(seeds.to(device))), device, repeat)
+            # a training batch: severities 1-5 mixed (one pass, or one call per severity present)
+            mixed = timed(lambda: distortion.call_mixed(on_device, severities, BatchRNG(seeds.to(device))),
+                          device, repeat)
             check = min(batch, 4)
             cpu = distortion(images[:check], 3, BatchRNG(seeds[:check]))
             dev = distortion(on_device[:check], 3, BatchRNG(seeds[:check].to(device))).cpu()
             print(json.dumps({
                 "kind": "distortion", "name": name, "size": size, "batch": batch,
                 "images_per_s": round(batch / seconds, 1), "device": _device_name(device),
+                "mixed_severities_images_per_s": round(batch / mixed, 1),
+                "mixes_severities": distortion.mixes_severities,
                 "max_abs_diff_vs_cpu": float((cpu - dev).abs().max()),
             }), flush=True)
 

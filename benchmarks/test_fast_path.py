@@ -1,7 +1,8 @@
 """The fast path, as ratios measured in one run on this machine:
 
 - data path: ``finetune``'s ``fit`` end to end (index gather, augmentation, distortion, step)
-  against the model-only step on one pre-made batch (forward, backward, AdamW);
+  against the model-only step on one pre-made batch (forward, backward, AdamW); and a batch of
+  mixed severities distorted in one pass against one call per severity present;
 - teacher-side savings of ``asym_kd``: the teacher cache in its steady state (every image's
   augmentation cached) and one teacher pass shared by three students, each against ``finetune``;
 - evaluation against training: one real cell of the default run (``digits``, ``finetune``,
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from robench.api import FitContext, Method, autocast
 from robench.backbone import BackboneSpec, create_backbone
-from robench.data import label_budget
+from robench.data import distort_mixed, label_budget
 from robench.method_spec import build_method, parse_method_spec
 from robench.registry import Registry
 from robench.training import clip_and_step, make_optimizer
@@ -83,6 +84,30 @@ def test_end_to_end_fit(benchmark, setup) -> None:
     reference = _rate("data-path", "model-only step")
     if reference:
         record(("data-path", "finetune fit end to end"), ratio_to_model_only=rate / reference)
+
+
+class _GroupedGaussianNoise(GaussianNoise):
+    """gaussian_noise applied once per severity present, as distortions without apply_mixed are."""
+
+    @property
+    def mixes_severities(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("way", ["one pass", "per severity"])
+def test_mixed_severities(benchmark, way: str) -> None:
+    """A training batch's distortion: 256 images at severities 1-5 mixed, gaussian_noise in one
+    pass (``apply_mixed``) against one call per severity present (the fallback)."""
+    images = torch.rand(256, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    severities = torch.arange(256) % 5 + 1
+    seeds = torch.arange(256)
+    distortion = GaussianNoise() if way == "one pass" else _GroupedGaussianNoise()
+    benchmark.group = "mixed severities (gaussian_noise, 256 x 32 px, CPU)"
+    benchmark.pedantic(lambda: distort_mixed(distortion, images, severities, seeds), rounds=20, warmup_rounds=2)
+    record(("mixed severities", way), images_per_s=256 / benchmark.stats.stats.median)
+    grouped, single = _rate("mixed severities", "per severity"), _rate("mixed severities", "one pass")
+    if grouped and single:
+        record(("mixed severities", "one pass"), ratio_to_per_severity=single / grouped)
 
 
 @pytest.mark.parametrize("text", ["finetune", "asym_kd", "asym_kd:teacher_cache=true:variants=1"])

@@ -37,7 +37,7 @@ from robench.rng import BatchRNG
 from robench.training import autocast, clip_and_step, cosine_schedule, make_optimizer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from torch import nn
 
@@ -156,19 +156,77 @@ class Distortion(_Plugin, ABC):
                 f"{self.name!r}; valid: {valid}"
             )
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        """Optional: distort a batch with one severity per sample, in one pass.
+
+        Args:
+            images: as for :meth:`apply`.
+            severities: int64 ``(B,)`` on the CPU, each one of ``self.severities``; turn a table
+                into per-sample values with :meth:`per_sample`.
+            rng: as for :meth:`apply`.
+
+        Returns:
+            For every sample, exactly what :meth:`apply` returns at its severity. A distortion
+            that does not override this is applied once per severity present in the batch.
+        """
+        raise NotImplementedError
+
+    @property
+    def mixes_severities(self) -> bool:
+        """Whether :meth:`apply_mixed` is implemented (a batch of mixed severities is one pass)."""
+        return type(self).apply_mixed is not Distortion.apply_mixed
+
+    @staticmethod
+    def per_sample(values: Sequence[float], severities: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """``values[severity - 1]`` for each sample, shaped ``(B, 1, 1, 1)``, on ``like``'s device
+        (copied without waiting for it), in ``like``'s dtype for float values, int64 for ints."""
+        dtype = torch.int64 if all(isinstance(v, int) for v in values) else like.dtype
+        table = torch.tensor(values, dtype=torch.float64 if dtype.is_floating_point else dtype)
+        return to_device(table[severities.cpu() - 1].to(dtype).view(-1, 1, 1, 1), like.device)
+
     def __call__(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         self.check_severity(severity)
+        return self._run(images, rng, lambda x, rows, part: self.apply(x, severity, part))
+
+    def call_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        """Distort sample ``b`` at ``severities[b]`` (int ``(B,)``, best on the CPU: grouping by
+        severity then needs no device synchronisation), in one pass if the distortion
+        :attr:`mixes_severities`, else one :meth:`apply` per severity present."""
+        severities = severities.cpu().to(torch.int64)
+        if severities.shape != (images.shape[0],):
+            raise ValueError(f"severities of shape {tuple(severities.shape)} for a batch of {images.shape[0]}")
+        present = torch.unique(severities).tolist()
+        for severity in present:
+            self.check_severity(severity)
+        if len(present) == 1:
+            return self(images, present[0], rng)
+        if self.mixes_severities:
+            return self._run(images, rng, lambda x, rows, part: self.apply_mixed(x, severities[rows], part))
+        out = torch.empty_like(images)
+        groups = [(severity, to_device((severities == severity).nonzero().flatten(), images.device))
+                  for severity in present]
+        parts = [rng.subset(index) for _, index in groups]  # every group starts at rng's streams
+        for (severity, index), part in zip(groups, parts):
+            out.index_copy_(0, index, self(images.index_select(0, index), severity, part))
+        for part in parts:
+            rng.catch_up(part)
+        return out
+
+    def _run(self, images: torch.Tensor, rng: BatchRNG, apply: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """``apply(images, rows, rng)`` on the whole batch, or chunk by chunk on the CPU, with
+        the output contract checked."""
         if rng.batch_size != images.shape[0]:
             raise ValueError(f"rng has {rng.batch_size} seeds for a batch of {images.shape[0]}")
         chunk = self.cpu_chunk_values
         step = max(1, chunk // max(1, images[0].numel())) if chunk and images.shape[0] else 0
         if images.device.type != "cpu" or not step or images.shape[0] <= step:
-            out = self.apply(images, severity, rng)
+            out = apply(images, slice(None), rng)
         else:
             parts = []
             for start in range(0, images.shape[0], step):
-                part = rng.subset(slice(start, start + step))
-                parts.append(self.apply(images[start : start + step], severity, part))
+                rows = slice(start, start + step)
+                part = rng.subset(rows)
+                parts.append(apply(images[rows], rows, part))
             rng.catch_up(part)
             out = torch.cat(parts)
         if out.shape != images.shape or out.dtype != images.dtype or out.device != images.device:

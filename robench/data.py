@@ -151,20 +151,11 @@ def distortion_seeds(
 def distort_mixed(
     distortion: Distortion, images: torch.Tensor, severities: torch.Tensor, seeds: torch.Tensor
 ) -> torch.Tensor:
-    """Apply ``distortion`` with a severity per sample (one batched call per distinct severity).
+    """Apply ``distortion`` with a severity per sample (:meth:`Distortion.call_mixed`).
 
-    With ``severities`` and ``seeds`` on the CPU, grouping by severity needs no device
-    synchronisation (the groups' indices reach the device asynchronously).
+    With ``severities`` and ``seeds`` on the CPU this needs no device synchronisation.
     """
-    if severities.device.type == "cpu" and severities.numel() and bool((severities == severities[0]).all()):
-        return distortion(images, int(severities[0]), BatchRNG(to_device(seeds, images.device)))
-    out = torch.empty_like(images)
-    for severity in torch.unique(severities).tolist():
-        where = (severities == severity).nonzero().flatten()
-        index = to_device(where, images.device)
-        rng = BatchRNG(to_device(seeds[where.to(seeds.device)], images.device))
-        out.index_copy_(0, index, distortion(images.index_select(0, index), int(severity), rng))
-    return out
+    return distortion.call_mixed(images, severities, BatchRNG(to_device(seeds, images.device)))
 
 
 def iterate_chunks(count: int, chunk: int) -> list[slice]:

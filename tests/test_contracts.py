@@ -83,6 +83,34 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
         torch.testing.assert_close(alone, whole[i : i + 1], rtol=0, atol=1e-5)
 
 
+# distortions whose severity selects one number: a batch of mixed severities is one pass
+MIXING = {"contrast", "gaussian_noise", "impulse_noise", "occlusion", "salt_and_pepper", "speckle_noise"}
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size: int) -> None:
+    count = 14 if size == 224 else 10  # at 224 px the CPU chunks hold 6 images: chunks see mixes
+    images = uniform_images(count, size=size, seed=4)
+    seeds = sample_seeds(5, torch.arange(count))
+    severities = torch.tensor(distortion.severities)[torch.arange(count) % len(distortion.severities)]
+    severities = severities[torch.randperm(count, generator=torch.Generator().manual_seed(size))]
+    assert distortion.mixes_severities == (distortion.name in MIXING)
+    mixed = distortion.call_mixed(images, severities, BatchRNG(seeds))
+    for severity in distortion.severities:
+        rows = severities == severity
+        alone = distortion(images, severity, BatchRNG(seeds))[rows]
+        tolerance = 0.0 if distortion.mixes_severities else 1e-5  # a grouped call sees fewer images
+        torch.testing.assert_close(mixed[rows], alone, rtol=0, atol=tolerance)
+
+
+def test_mixed_severities_are_checked(distortion: Distortion) -> None:
+    images = uniform_images(2)
+    with pytest.raises(ConfigError, match="severity 9.*valid"):
+        distortion.call_mixed(images, torch.tensor([1, 9]), _rng(2))
+    with pytest.raises(ValueError, match=r"severities of shape \(3,\) for a batch of 2"):
+        distortion.call_mixed(images, torch.tensor([1, 1, 2]), _rng(2))
+
+
 # datasets read from files: their loading is tested on files the tests write (tests/plugins/datasets)
 FILE_BACKED = {"cifar10", "cifar100", "stl10", "svhn", "imagefolder"}
 

@@ -88,3 +88,15 @@ def test_rejects_bad_arguments() -> None:
         BatchRNG(torch.zeros(2, 2, dtype=torch.int64))
     with pytest.raises(ValueError, match="empty range"):
         BatchRNG(torch.zeros(2, dtype=torch.int64)).integers(3, 3)
+
+
+def test_uniform_streams_equal_successive_uniform_calls() -> None:
+    seeds = sample_seeds(2, torch.arange(3))
+    together, apart = BatchRNG(seeds), BatchRNG(seeds)
+    together.uniform(5), apart.uniform(5)
+    sizes = (1, 4, 0, 16, 3)
+    values = together.uniform_streams(*sizes)
+    assert values.shape == (3, sum(sizes))
+    for part, size in zip(values.split(sizes, dim=1), sizes):
+        assert torch.equal(part, apart.uniform(size))
+    assert torch.equal(together.normal(7), apart.normal(7))  # the call count moved on by five

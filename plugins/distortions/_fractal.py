@@ -15,15 +15,28 @@ def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Te
     ``wibble * U(-wibble, wibble)`` (wibble starts at 100 and is divided by ``wibble_decay`` at
     every scale); every scale is one batched update.
     """
+    return plasma_fractals(rng, mapsize, wibble_decay)[:, 0]
+
+
+def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float) -> torch.Tensor:
+    """Several plasma fractals per sample, ``(B, len(wibble_decays), mapsize, mapsize)``, computed
+    together: the same maps as successive :func:`plasma_fractal` calls, one per decay."""
     if mapsize & (mapsize - 1):
         raise ValueError(f"mapsize {mapsize} is not a power of two")
-    b = rng.batch_size
-    grid = torch.zeros(b, mapsize, mapsize, dtype=torch.float64, device=rng.device)
-    step, wibble = mapsize, 100.0
+    b, maps = rng.batch_size, len(wibble_decays)
+    # All the reference's perturbations, wibble * U(-wibble, wibble), in one pass: per map, scale
+    # by scale (squares, then the two edge sets), n x n values each for n = 1, 2, 4, ... corners.
+    layouts = [_draw_layout(mapsize, decay, rng.device) for decay in wibble_decays]
+    sizes = layouts[0][0]
+    wibbles = torch.stack([wibble for _, wibble in layouts])
+    uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
+    noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles)
+    draws = iter(noise.view(b * maps, -1).split(sizes, dim=1))
+    grid = torch.zeros(b * maps, mapsize, mapsize, dtype=torch.float64, device=rng.device)
+    step = mapsize
 
     def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
-        noise = rng.uniform(*total.shape[1:]).to(torch.float64) * (2 * wibble) - wibble
-        return total / 4 + wibble * noise
+        return total / 4 + next(draws).view(total.shape)
 
     while step >= 2:
         half = step // 2
@@ -36,9 +49,25 @@ def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Te
         grid[:, ::step, half::step] = wibbled_mean(centres + centres.roll(1, 1) + corners + corners.roll(-1, 2))
         grid[:, half::step, ::step] = wibbled_mean(centres + centres.roll(1, 2) + corners + corners.roll(-1, 1))
         step //= 2
-        wibble /= wibble_decay
     grid = grid - grid.amin((1, 2), keepdim=True)
-    return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32)
+    return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
+
+
+_LAYOUTS: dict[tuple[int, float, torch.device], tuple[tuple[int, ...], torch.Tensor]] = {}
+
+
+def _draw_layout(mapsize: int, wibble_decay: float, device: torch.device) -> tuple[tuple[int, ...], torch.Tensor]:
+    """The sizes of the fractal's 3 draws per scale and each drawn value's wibble (100 at the
+    coarsest scale, divided by ``wibble_decay`` per scale), cached per device."""
+    key = (mapsize, wibble_decay, device)
+    if key not in _LAYOUTS:
+        sizes, wibbles, wibble = [], [], 100.0
+        for k in range(mapsize.bit_length() - 1):
+            sizes += [4**k] * 3
+            wibbles += [wibble] * (3 * 4**k)
+            wibble /= wibble_decay
+        _LAYOUTS[key] = (tuple(sizes), torch.tensor(wibbles, dtype=torch.float64).to(device))
+    return _LAYOUTS[key]
 
 
 def next_power_of_two(value: int) -> int:

@@ -15,6 +15,7 @@ from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._filters import gaussian_blur
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
+from robench_plugins.distortions._parametric import OneParameter
 
 # contrast factor around the per-channel mean
 _CONTRAST = {"imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05), "cifar-10-c": (0.75, 0.5, 0.4, 0.3, 0.15)}
@@ -33,15 +34,17 @@ _ELASTIC_IMAGENET = tuple(250 * f for f in (0.05, 0.065, 0.085, 0.1, 0.12))
 _ELASTIC_CIFAR = ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
 
 
-class Contrast(Distortion):
+class Contrast(OneParameter):
     """Contrast reduction: (x - per-channel mean) * c + mean."""
 
     name = "contrast"
     group = "digital"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        factor = _CONTRAST[self.table(*images.shape[-2:])][severity - 1]
+    def parameters(self, height: int, width: int) -> tuple[float, ...]:
+        return _CONTRAST[self.table(height, width)]
+
+    def distort(self, images: torch.Tensor, factor: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         mean = images.mean((2, 3), keepdim=True)
         return ((images - mean) * factor + mean).clamp_(0.0, 1.0)
 

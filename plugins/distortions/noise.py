@@ -12,6 +12,7 @@ import math
 import torch
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
+from robench_plugins.distortions._parametric import OneParameter
 
 # sigma of x + N(0, sigma)
 _GAUSSIAN = {"imagenet-c": (0.08, 0.12, 0.18, 0.26, 0.38), "cifar-10-c": (0.04, 0.06, 0.08, 0.09, 0.10)}
@@ -23,15 +24,17 @@ _IMPULSE = {"imagenet-c": (0.03, 0.06, 0.09, 0.17, 0.27), "cifar-10-c": (0.01, 0
 _SPECKLE = {"imagenet-c": (0.15, 0.2, 0.35, 0.45, 0.6), "cifar-10-c": (0.06, 0.1, 0.12, 0.16, 0.2)}
 
 
-class GaussianNoise(Distortion):
+class GaussianNoise(OneParameter):
     """Additive Gaussian pixel noise, clipped to [0, 1] (ImageNet-C / CIFAR-10-C sigmas)."""
 
     name = "gaussian_noise"
     group = "noise"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        sigma = _GAUSSIAN[self.table(*images.shape[-2:])][severity - 1]
+    def parameters(self, height: int, width: int) -> tuple[float, ...]:
+        return _GAUSSIAN[self.table(height, width)]
+
+    def distort(self, images: torch.Tensor, sigma: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         return (images + sigma * rng.normal(*images.shape[1:])).clamp_(0.0, 1.0)
 
 
@@ -54,7 +57,7 @@ class ShotNoise(Distortion):
         return (counts.to(images.dtype) / photons).clamp_(0.0, 1.0)
 
 
-class ImpulseNoise(Distortion):
+class ImpulseNoise(OneParameter):
     """Impulse noise: channel values replaced by 0 or 1 with probability c.
 
     Each channel value is hit independently and turns black or white with equal odds, as
@@ -65,23 +68,28 @@ class ImpulseNoise(Distortion):
     group = "noise"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        amount = _IMPULSE[self.table(*images.shape[-2:])][severity - 1]
+    def parameters(self, height: int, width: int) -> tuple[int, ...]:
+        # hit when the top 24 bits of a hash, a uniform on 2^24 levels, fall below c
+        return tuple(round(amount * (1 << 24)) for amount in _IMPULSE[self.table(height, width)])
+
+    def distort(self, images: torch.Tensor, threshold: int | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         bits = rng.bits(*images.shape[1:])
-        hit = (bits >> 8) & 0xFFFFFF < round(amount * (1 << 24))  # the top 24 bits: uniform < c
+        hit = (bits >> 8) & 0xFFFFFF < threshold
         salt = (bits & 1).to(images.dtype)  # the lowest bit: 0 or 1 with equal odds
         return torch.where(hit, salt, images)
 
 
-class SpeckleNoise(Distortion):
+class SpeckleNoise(OneParameter):
     """Multiplicative Gaussian noise x + x * N(0, c), clipped (the ImageNet-C validation noise)."""
 
     name = "speckle_noise"
     group = "noise"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        sigma = _SPECKLE[self.table(*images.shape[-2:])][severity - 1]
+    def parameters(self, height: int, width: int) -> tuple[float, ...]:
+        return _SPECKLE[self.table(height, width)]
+
+    def distort(self, images: torch.Tensor, sigma: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         return (images * (1 + sigma * rng.normal(*images.shape[1:]))).clamp_(0.0, 1.0)
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.api import BatchRNG, Distortion, hookimpl
+from robench_plugins.distortions._parametric import OneParameter
 
 # fraction of the patch grid blanked
 _OCCLUSION = (0.1, 0.2, 0.35, 0.5, 0.65)
@@ -20,7 +21,7 @@ _LOW_RESOLUTION = (1 / 1.5, 1 / 2, 1 / 3, 1 / 4, 1 / 6)
 _SALT_AND_PEPPER = (0.02, 0.05, 0.1, 0.2, 0.3)
 
 
-class Occlusion(Distortion):
+class Occlusion(OneParameter):
     """Patch masking: a random 10-65% of an 8x8 grid of patches blanked to black.
 
     Exactly round(fraction * 64) cells per image.
@@ -32,10 +33,14 @@ class Occlusion(Distortion):
     name = "occlusion"
     group = "paper"
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+    def parameters(self, height: int, width: int) -> tuple[int, ...]:
+        return tuple(round(fraction * _GRID * _GRID) for fraction in _OCCLUSION)
+
+    def distort(self, images: torch.Tensor, count: int | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         b, _, h, w = images.shape
         cells = _GRID * _GRID
-        count = round(_OCCLUSION[severity - 1] * cells)
+        if isinstance(count, torch.Tensor):
+            count = count.view(b, 1)
         rank = rng.uniform(cells).argsort(dim=1).argsort(dim=1)  # a random permutation per image
         hidden = (rank < count).view(b, 1, _GRID, _GRID).to(images.dtype)
         mask = F.interpolate(hidden, size=(h, w), mode="nearest")  # cells of floor(i * 8 / h)
@@ -59,7 +64,7 @@ class LowResolution(Distortion):
         return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
 
 
-class SaltAndPepper(Distortion):
+class SaltAndPepper(OneParameter):
     """Salt-and-pepper pixels: 2-30% of whole pixels set to black or white.
 
     Black or white with equal odds; unlike ``impulse_noise``, whole pixels, not channel values.
@@ -68,9 +73,12 @@ class SaltAndPepper(Distortion):
     name = "salt_and_pepper"
     group = "paper"
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+    def parameters(self, height: int, width: int) -> tuple[float, ...]:
+        return _SALT_AND_PEPPER
+
+    def distort(self, images: torch.Tensor, fraction: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
-        hit = rng.uniform(1, h, w) < _SALT_AND_PEPPER[severity - 1]
+        hit = rng.uniform(1, h, w) < fraction
         salt = (rng.uniform(1, h, w) < 0.5).to(images.dtype)
         return torch.where(hit, salt, images)
 

@@ -12,7 +12,7 @@ import torch
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
-from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractal
+from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractal, plasma_fractals
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur
 
@@ -140,8 +140,7 @@ def frost_texture(rng: BatchRNG, height: int, width: int) -> torch.Tensor:
     """Procedural frost, ``(B, 3, H, W)`` in [0, 1]: a per-sample brightness and contrast, a
     fractal ice field and thin bright ridges (where a second fractal crosses its median)."""
     size = next_power_of_two(max(height, width))
-    field = plasma_fractal(rng, size, 1.6)[:, None, :height, :width]
-    ridges = plasma_fractal(rng, size, 1.4)[:, None, :height, :width]
+    field, ridges = plasma_fractals(rng, size, 1.6, 1.4)[..., :height, :width].split(1, dim=1)
     ridges = (1 - (2 * ridges - 1).abs()).pow(8)  # 1 on the median line, falling off fast
     params = rng.uniform(3)
     brightness = (0.45 + 0.35 * params[:, 0]).view(-1, 1, 1, 1)

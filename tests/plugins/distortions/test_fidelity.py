@@ -157,3 +157,14 @@ def test_frost_texture_pins_its_own_statistics() -> None:
     assert 0.04 <= float(stds.median()) <= 0.2
     channel = texture.mean((0, 2, 3))
     assert channel[0] < channel[1] < channel[2]  # blue-white, as the photographs
+
+
+def test_fractals_drawn_together_equal_successive_fractals() -> None:
+    from robench_plugins.distortions._fractal import plasma_fractals
+
+    seeds = sample_seeds(1, torch.arange(3))
+    together, apart = BatchRNG(seeds), BatchRNG(seeds)
+    maps = plasma_fractals(together, 64, 1.6, 1.4)
+    assert maps.shape == (3, 2, 64, 64)
+    assert torch.equal(maps[:, 0], plasma_fractal(apart, 64, 1.6))
+    assert torch.equal(maps[:, 1], plasma_fractal(apart, 64, 1.4))
