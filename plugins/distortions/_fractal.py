@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robench.api import BatchRNG
+from robench.api import BatchRNG, to_device
 
 
 def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Tensor:
@@ -18,17 +18,17 @@ def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Te
     return plasma_fractals(rng, mapsize, wibble_decay)[:, 0]
 
 
-def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float) -> torch.Tensor:
+def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.Tensor) -> torch.Tensor:
     """Several plasma fractals per sample, ``(B, len(wibble_decays), mapsize, mapsize)``, computed
-    together: the same maps as successive :func:`plasma_fractal` calls, one per decay."""
+    together: the same maps as successive :func:`plasma_fractal` calls, one per decay. A decay is
+    a number, or a CPU tensor of one decay per sample."""
     if mapsize & (mapsize - 1):
         raise ValueError(f"mapsize {mapsize} is not a power of two")
     b, maps = rng.batch_size, len(wibble_decays)
     # All the reference's perturbations, wibble * U(-wibble, wibble), in one pass: per map, scale
     # by scale (squares, then the two edge sets), n x n values each for n = 1, 2, 4, ... corners.
-    layouts = [_draw_layout(mapsize, decay, rng.device) for decay in wibble_decays]
-    sizes = layouts[0][0]
-    wibbles = torch.stack([wibble for _, wibble in layouts])
+    sizes = _draw_sizes(mapsize)
+    wibbles = torch.stack(torch.broadcast_tensors(*[_wibbles(mapsize, d, rng.device) for d in wibble_decays]), dim=1)
     uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
     noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles)
     draws = iter(noise.view(b * maps, -1).split(sizes, dim=1))
@@ -53,21 +53,36 @@ def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float) -> torch
     return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
 
 
-_LAYOUTS: dict[tuple[int, float, torch.device], tuple[tuple[int, ...], torch.Tensor]] = {}
+def _draw_sizes(mapsize: int) -> tuple[int, ...]:
+    """The sizes of the fractal's draws: 3 per scale (squares, two edge sets) of n x n values for
+    n = 1, 2, 4, ... corners per side."""
+    return tuple(4**k for k in range(mapsize.bit_length() - 1) for _ in range(3))
 
 
-def _draw_layout(mapsize: int, wibble_decay: float, device: torch.device) -> tuple[tuple[int, ...], torch.Tensor]:
-    """The sizes of the fractal's 3 draws per scale and each drawn value's wibble (100 at the
-    coarsest scale, divided by ``wibble_decay`` per scale), cached per device."""
+_WIBBLES: dict[tuple[int, float, torch.device], torch.Tensor] = {}
+
+
+def _draw_wibbles(mapsize: int, wibble_decay: float, device: torch.device) -> torch.Tensor:
+    """Each drawn value's wibble, float64 ``(total,)``: 100 at the coarsest scale, divided by
+    ``wibble_decay`` per scale (cached per device)."""
     key = (mapsize, wibble_decay, device)
-    if key not in _LAYOUTS:
-        sizes, wibbles, wibble = [], [], 100.0
+    if key not in _WIBBLES:
+        wibbles, wibble = [], 100.0
         for k in range(mapsize.bit_length() - 1):
-            sizes += [4**k] * 3
             wibbles += [wibble] * (3 * 4**k)
             wibble /= wibble_decay
-        _LAYOUTS[key] = (tuple(sizes), torch.tensor(wibbles, dtype=torch.float64).to(device))
-    return _LAYOUTS[key]
+        _WIBBLES[key] = torch.tensor(wibbles, dtype=torch.float64).to(device)
+    return _WIBBLES[key]
+
+
+def _wibbles(mapsize: int, decay: float | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Each drawn value's wibble, ``(1, total)`` for one decay or ``(B, total)`` for a CPU tensor of
+    per-sample decays (gathered on the device from the few distinct layouts: no synchronisation)."""
+    if not isinstance(decay, torch.Tensor):
+        return _draw_wibbles(mapsize, decay, device)[None]
+    distinct, which = torch.unique(decay, return_inverse=True)
+    layouts = torch.stack([_draw_wibbles(mapsize, float(d), device) for d in distinct.tolist()])
+    return layouts.index_select(0, to_device(which, device))
 
 
 def next_power_of_two(value: int) -> int:

@@ -12,7 +12,7 @@ import torch
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
-from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractal, plasma_fractals
+from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur
 
@@ -50,10 +50,20 @@ class Fog(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        strength, decay = _FOG[self.table(*images.shape[-2:])][severity - 1]
+        return self._fog(images, strength, decay, rng)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        strengths, decays = zip(*_FOG[self.table(*images.shape[-2:])])
+        decay = torch.tensor(decays, dtype=torch.float64)[severities - 1]
+        return self._fog(images, self.per_sample(strengths, severities, images), decay, rng)
+
+    @staticmethod
+    def _fog(images: torch.Tensor, strength: float | torch.Tensor, decay: float | torch.Tensor,
+             rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
-        strength, decay = _FOG[self.table(h, w)][severity - 1]
         peak = images.amax((1, 2, 3), keepdim=True)
-        plasma = plasma_fractal(rng, next_power_of_two(max(h, w)), decay)[:, None, :h, :w]
+        plasma = plasma_fractals(rng, next_power_of_two(max(h, w)), decay)[..., :h, :w]
         fogged = images + strength * plasma.to(images.dtype)
         return (fogged * peak / (peak + strength)).clamp_(0.0, 1.0)
 
@@ -104,6 +114,13 @@ class Frost(Distortion):
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         image_weight, frost_weight = _FROST[self.table(*images.shape[-2:])][severity - 1]
         texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)
+        return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        image_weights, frost_weights = zip(*_FROST[self.table(*images.shape[-2:])])
+        texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)  # the same at every severity
+        image_weight = self.per_sample(image_weights, severities, images)
+        frost_weight = self.per_sample(frost_weights, severities, images)
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
 
