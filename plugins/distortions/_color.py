@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from robench_plugins.distortions._device import constant
+
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     """``skimage.color.rgb2hsv``: hue, saturation, value in [0, 1], channel axis 1.
@@ -42,5 +44,5 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
 def grayscale(rgb: torch.Tensor) -> torch.Tensor:
     """Luma as ``cv2.cvtColor(..., COLOR_RGB2GRAY)`` on float images: 0.299 R + 0.587 G + 0.114 B,
     shape ``(B, 1, H, W)``."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=rgb.device, dtype=rgb.dtype)
+    weights = constant((0.299, 0.587, 0.114), rgb.device, rgb.dtype)
     return (rgb * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)

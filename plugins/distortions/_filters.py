@@ -126,10 +126,13 @@ def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101
     """Correlate every channel with a 2-D ``kernel`` (odd sizes, anchored at the centre), as
     ``cv2.filter2D`` with the given border mode.
 
-    All-zero border rows and columns of the kernel are dropped first (they change nothing);
-    kernels still larger than 7x7 go through an FFT, smaller ones through a direct convolution.
+    All-zero border rows and columns of a host kernel are dropped first (they change nothing);
+    a kernel already on the images' device is used as it is (trim it with
+    :func:`trim_zero_border` before moving it: trimming there would make the host wait).
+    Kernels larger than 7x7 go through an FFT, smaller ones through a direct convolution.
     """
-    kernel = _trim_zero_border(kernel)
+    if kernel.device.type == "cpu":
+        kernel = trim_zero_border(kernel)
     kh, kw = kernel.shape
     b, c, h, w = images.shape
     x = pad(images.reshape(b * c, 1, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode)
@@ -143,7 +146,8 @@ def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101
     return out.reshape(b, c, h, w)
 
 
-def _trim_zero_border(kernel: torch.Tensor) -> torch.Tensor:
+def trim_zero_border(kernel: torch.Tensor) -> torch.Tensor:
+    """``kernel`` without its all-zero border rows and columns, trimmed symmetrically."""
     rows = torch.nonzero(kernel.abs().sum(1) > 0).flatten()
     cols = torch.nonzero(kernel.abs().sum(0) > 0).flatten()
     if rows.numel() == 0:

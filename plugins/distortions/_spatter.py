@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.rng import BatchRNG
+from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._filters import gaussian_blur, pad
 
 # (loc, scale, sigma, threshold, intensity, mud) per severity 1..5.
@@ -87,7 +88,7 @@ def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float, intensity:
     # float64, as scipy accumulates (and float32 convolutions may round by batch size).
     m = gaussian_blur((layer > threshold).double(), intensity).to(images.dtype)
     m = torch.where(m < 0.8, 0.0, m)
-    colour = torch.tensor(_MUD, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    colour = constant(_MUD, images.device, images.dtype).view(1, 3, 1, 1)
     return (images * (1 - m) + colour * m).clamp_(0.0, 1.0)
 
 
@@ -103,13 +104,13 @@ def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float) -> torch
     peak = m.amax(dim=(2, 3), keepdim=True)
     # The reference divides by the peak unguarded; no liquid at all means no spatter here.
     m = torch.where(peak > 0, m / peak.clamp_min(1), 0.0) * intensity
-    colour = torch.tensor(_WATER, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    colour = constant(_WATER, images.device, images.dtype).view(1, 3, 1, 1)
     return (images + m * colour).clamp_(0.0, 1.0)
 
 
 def _kernel(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
     """A 3x3 correlation kernel (cv2.filter2D does not flip) shaped for ``F.conv2d``."""
-    return torch.tensor(rows, device=like.device, dtype=like.dtype).view(1, 1, 3, 3)
+    return constant(rows, like.device, like.dtype).view(1, 1, 3, 3)
 
 
 def _box_sum3(x: torch.Tensor) -> torch.Tensor:
@@ -176,7 +177,7 @@ def _hysteresis(strong: torch.Tensor, weak: torch.Tensor) -> torch.Tensor:
     pending = torch.zeros_like(edges)
     pending[..., 1:-1, 1:-1] = weak & ~strong
     pending = pending.view(-1).nonzero().squeeze(1)
-    offsets = torch.tensor([-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3], device=strong.device)
+    offsets = constant((-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3), strong.device, torch.int64)
     neighbours = pending[:, None] + offsets
     while pending.numel():
         reached = flat[neighbours].any(dim=1)

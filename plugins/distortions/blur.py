@@ -8,6 +8,7 @@ ImageNet-C parameters, smaller ones the CIFAR-10-C parameters.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
-from robench_plugins.distortions._filters import disk_kernel, filter2d, gaussian_blur, pad
+from robench_plugins.distortions._filters import disk_kernel, filter2d, gaussian_blur, pad, trim_zero_border
 
 # sigma of the Gaussian blur
 _GAUSSIAN = {"imagenet-c": (1.0, 2.0, 3.0, 4.0, 6.0), "cifar-10-c": (0.4, 0.6, 0.7, 0.8, 1.0)}
@@ -66,7 +67,7 @@ class DefocusBlur(Distortion):
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         radius, alias = _DEFOCUS[self.table(*images.shape[-2:])][severity - 1]
-        return filter2d(images, disk_kernel(radius, alias)).clamp_(0.0, 1.0)
+        return filter2d(images, _defocus_kernel(radius, alias, images.device, images.dtype)).clamp_(0.0, 1.0)
 
 
 class GlassBlur(Distortion):
@@ -138,8 +139,7 @@ def motion_blur(images: torch.Tensor, radius: int, sigma: float, angle: torch.Te
     with a per-image kernel holding each shift's weight."""
     b, c, h, w = images.shape
     width = 2 * radius + 1
-    weights = torch.exp(-torch.arange(width, dtype=torch.float64) ** 2 / (2 * sigma**2))
-    weights = (weights / weights.sum()).to(images.device)
+    weights = _motion_weights(radius, sigma, images.device)
     steps = torch.arange(width, device=images.device, dtype=torch.float64)
     rad = torch.deg2rad(angle.to(torch.float64))
     dy = -torch.ceil(steps[None] * torch.sin(rad)[:, None] - 0.5).to(torch.int64)  # (B, width)
@@ -176,10 +176,9 @@ def clipped_zoom(images: torch.Tensor, factor: float, centre_trim: bool = False)
 def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRNG) -> torch.Tensor:
     """The reference's scan ``x[p] = x[p + d]``, d uniform in [-shift, shift)^2, as wavefronts."""
     b, c, h, w = images.shape
-    flat, starts = _scan_schedule(h, w, shift)
+    flat, starts = _scan_schedule(h, w, shift, images.device)
     if flat.numel() == 0:
         return images
-    flat = flat.to(images.device)
     x = images.reshape(b, c, h * w).clone()
     for _ in range(iterations):
         offsets = rng.integers(-shift, shift, flat.numel(), 2)  # (B, P, (dx, dy)), schedule order
@@ -190,7 +189,8 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
     return x.reshape(b, c, h, w)
 
 
-def _scan_schedule(h: int, w: int, shift: int) -> tuple[torch.Tensor, list[int]]:
+@functools.lru_cache(maxsize=64)
+def _scan_schedule(h: int, w: int, shift: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
     """Flat pixel positions of the reference's scan, grouped into wavefront steps.
 
     Scan index (i, j) (row-major, rows and columns descending) runs at step (shift + 1) * i + j:
@@ -201,13 +201,26 @@ def _scan_schedule(h: int, w: int, shift: int) -> tuple[torch.Tensor, list[int]]
     rows = torch.arange(h - shift, shift, -1)
     cols = torch.arange(w - shift, shift, -1)
     if rows.numel() == 0 or cols.numel() == 0:
-        return torch.empty(0, dtype=torch.int64), [0]
+        return torch.empty(0, dtype=torch.int64, device=device), [0]
     i, j = torch.meshgrid(torch.arange(rows.numel()), torch.arange(cols.numel()), indexing="ij")
     step = ((shift + 1) * i + j).flatten()
     order = torch.argsort(step, stable=True)
     flat = (rows[i] * w + cols[j]).flatten()[order]
     starts = torch.searchsorted(step[order], torch.arange(int(step.max()) + 2)).tolist()
-    return flat, starts
+    return flat.to(device), starts
+
+
+@functools.lru_cache(maxsize=64)
+def _defocus_kernel(radius: float, alias: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The defocus disk (:func:`disk_kernel`), zero border trimmed, on ``device``."""
+    return trim_zero_border(disk_kernel(radius, alias)).to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _motion_weights(radius: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """The reference's motion-blur weights exp(-k^2 / (2 sigma^2)), k = 0..2 radius, normalised."""
+    weights = torch.exp(-torch.arange(2 * radius + 1, dtype=torch.float64) ** 2 / (2 * sigma**2))
+    return (weights / weights.sum()).to(device)
 
 
 @hookimpl

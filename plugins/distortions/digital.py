@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
+from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._filters import gaussian_blur
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 from robench_plugins.distortions._parametric import OneParameter
@@ -197,18 +198,21 @@ def _random_affine(images: torch.Tensor, jitter: float, rng: BatchRNG) -> torch.
     """Hendrycks' CIFAR affine step: three points around the centre, each moved by up to
     ``jitter`` pixels, define the affine map (``cv2.getAffineTransform`` + ``warpAffine``)."""
     b, _, h, w = images.shape
-    centre = torch.tensor([h // 2, w // 2], dtype=torch.float64)
-    third = min(h, w) // 3
-    src = torch.stack([centre + third, centre + torch.tensor([third, -third]), centre - third])
-    dst = src[None] + (rng.uniform(3, 2).to(torch.float64).cpu() * 2 - 1) * jitter  # (B, 3, 2) as (x, y)
-    ones = torch.ones(b, 3, 1, dtype=torch.float64)
+    device = images.device  # all of it there: a round trip through the host would wait for the device
+    centre, third = (h // 2, w // 2), min(h, w) // 3
+    src = constant(((centre[0] + third, centre[1] + third), (centre[0] + third, centre[1] - third),
+                    (centre[0] - third, centre[1] - third)), device, torch.float64)
+    dst = src[None] + (rng.uniform(3, 2).to(torch.float64) * 2 - 1) * jitter  # (B, 3, 2) as (x, y)
+    ones = torch.ones(b, 3, 1, dtype=torch.float64, device=device)
     # the inverse map sends output points back to input points: solve [dst 1] @ A = src
-    inverse = torch.linalg.solve(torch.cat([dst, ones], 2), src.expand(b, -1, -1))  # (B, 3, 2)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    # (solve_ex: no error check, which would read a flag back from the device)
+    inverse = torch.linalg.solve_ex(torch.cat([dst, ones], 2), src.expand(b, -1, -1))[0]  # (B, 3, 2)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64, device=device),
+                            torch.arange(w, dtype=torch.float64, device=device), indexing="ij")
     points = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
-    source = (points @ inverse).view(b, h, w, 2).to(images.device, images.dtype)
-    grid_x, grid_y = source[..., 0] - torch.arange(w, device=images.device), source[..., 1] - \
-        torch.arange(h, device=images.device).view(h, 1)
+    source = (points @ inverse).view(b, h, w, 2).to(images.dtype)
+    grid_x, grid_y = source[..., 0] - torch.arange(w, device=device), source[..., 1] - \
+        torch.arange(h, device=device).view(h, 1)
     return _sample(images, grid_y, grid_x, "reflect101")
 
 

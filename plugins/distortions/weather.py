@@ -12,6 +12,7 @@ import torch
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
+from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur
@@ -164,7 +165,7 @@ def frost_texture(rng: BatchRNG, height: int, width: int) -> torch.Tensor:
     contrast = (0.06 + 0.1 * params[:, 1]).view(-1, 1, 1, 1)
     field = (field - field.mean((2, 3), keepdim=True)) / field.std((2, 3), keepdim=True).clamp_min(1e-6)
     luminance = brightness + contrast * field + 0.25 * params[:, 2].view(-1, 1, 1, 1) * ridges
-    tint = torch.tensor([0.82, 0.93, 1.0], device=field.device).view(1, 3, 1, 1)
+    tint = constant((0.82, 0.93, 1.0), field.device).view(1, 3, 1, 1)
     return (luminance * tint).clamp_(0.0, 1.0)
 
 

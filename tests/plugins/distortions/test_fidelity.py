@@ -89,7 +89,7 @@ def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: Ba
     from robench_plugins.distortions.blur import _scan_schedule
 
     b, _, h, w = images.shape
-    flat, _ = _scan_schedule(h, w, shift)
+    flat, _ = _scan_schedule(h, w, shift, torch.device("cpu"))
     slot = {int(p): k for k, p in enumerate(flat)}
     x = images.clone()
     for _ in range(iterations):

@@ -1,0 +1,18 @@
+"""Constant tensors on the images' device, copied there once per device.
+
+A tensor built on the host and copied to a GPU at every call makes the host wait for all the
+work queued on the device (a copy from pageable memory synchronises), so the distortions keep
+their kernels, colours and index tables in these caches. Callers must not modify them in place.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=512)
+def constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``torch.tensor(values, dtype=dtype)`` on ``device``, made once."""
+    return torch.tensor(values, dtype=dtype).to(device)

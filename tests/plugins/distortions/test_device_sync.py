@@ -1,0 +1,40 @@
+"""On a GPU a distortion queues its work and returns: it never makes the host wait for the device
+(no copy from pageable host memory, no value read back). CUDA only; the CPU suite skips it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from robench.registry import Registry
+from robench.rng import BatchRNG, sample_seeds
+
+REGISTRY = Registry(entry_points=False)
+# spatter's Canny hysteresis grows edges until nothing changes: how long is only known on the device
+WAITS_BY_DESIGN = {"spatter"}
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.parametrize("size", [32, 128])
+@pytest.mark.parametrize("name", REGISTRY.names("distortion"))
+def test_distortion_never_waits_for_the_device(name: str, size: int) -> None:
+    if name in WAITS_BY_DESIGN:
+        pytest.skip("waits for the device by design")
+    distortion = REGISTRY.get("distortion", name)()
+    device = torch.device("cuda")
+    images = torch.rand(4, 3, size, size, device=device)
+    seeds = sample_seeds(0, torch.arange(4)).to(device)
+    severities = torch.tensor([1, 2, 3, 5])
+
+    def both() -> None:
+        distortion(images, 3, BatchRNG(seeds))
+        distortion.call_mixed(images, severities, BatchRNG(seeds))
+
+    both()  # the first calls fill the per-device caches (kernels, tables)
+    torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        both()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
