@@ -10,8 +10,12 @@ sampling with black fill, as Pillow's ``transform`` / ``rotate`` in the referenc
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
+
+from robench.api import to_device
 
 MAX_LEVEL = 10.0
 
@@ -106,7 +110,7 @@ def brightness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
 
 def sharpness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """Sharpness enhance against Pillow's SMOOTH filter, borders kept (ImageEnhance.Sharpness)."""
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=x.device) / 13
+    kernel = _smooth_kernel(x.device)
     b, c, h, w = x.shape
     smooth = F.conv2d(x.reshape(b * c, 1, h, w), kernel.view(1, 1, 3, 3)).reshape(b, c, h - 2, w - 2)
     degenerate = x.clone()
@@ -127,16 +131,21 @@ _COLOUR = {"autocontrast": autocontrast, "equalize": equalize, "posterize": post
 def apply_operations(x: torch.Tensor, ops: torch.Tensor, levels: torch.Tensor, signs: torch.Tensor,
                      names: tuple[str, ...], active: torch.Tensor) -> torch.Tensor:
     """Apply operation ``names[ops[i]]`` at ``levels[i]`` to image i where ``active[i]``;
-    one batched call per operation present."""
+    one batched call per operation present. The draws are best on the CPU (where AugMix makes
+    them): the images of each operation are then found without reading from the device."""
+    ops, active = ops.cpu(), active.cpu()
+    levels, signs = to_device(levels, x.device), to_device(signs, x.device)
     out = x.clone()
     for index, name in enumerate(names):
-        chosen = (ops == index) & active
-        if not chosen.any():
+        chosen = ((ops == index) & active).nonzero().flatten()
+        if chosen.numel() == 0:
             continue
+        rows = to_device(chosen, x.device)
+        part, level = x.index_select(0, rows), levels.index_select(0, rows)
         if name in GEOMETRIC:
-            out[chosen] = GEOMETRIC[name](x[chosen], levels[chosen], signs[chosen])
+            out.index_copy_(0, rows, GEOMETRIC[name](part, level, signs.index_select(0, rows)))
         else:
-            out[chosen] = _COLOUR[name](x[chosen], levels[chosen])
+            out.index_copy_(0, rows, _COLOUR[name](part, level))
     return out.clamp_(0.0, 1.0)
 
 
@@ -153,8 +162,19 @@ def _enhance_factor(level: torch.Tensor) -> torch.Tensor:
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True)
+    return (x * _luma_weights(x.device)).sum(1, keepdim=True)
+
+
+# constants made once per device: a copy from pageable host memory per call would make the host
+# wait for the device
+@functools.lru_cache(maxsize=16)
+def _luma_weights(device: torch.device) -> torch.Tensor:
+    return torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1).to(device)
+
+
+@functools.lru_cache(maxsize=16)
+def _smooth_kernel(device: torch.device) -> torch.Tensor:
+    return (torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13).to(device)
 
 
 def _blend(degenerate: torch.Tensor, x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.api import FitContext, Method, autocast, clip_and_step, cosine_schedule, hookimpl, make_optimizer
+from robench.api import (
+    FitContext,
+    Method,
+    autocast,
+    clip_and_step,
+    cosine_schedule,
+    hookimpl,
+    make_optimizer,
+    to_device,
+)
 from robench_plugins.methods._augmix_ops import OPERATIONS, OVERLAPPING, apply_operations
 
 
@@ -124,8 +133,9 @@ def augment_and_mix(
     """
     b = images.shape[0]
     names = OPERATIONS + (OVERLAPPING if options.all_operations else ())
-    weights = _dirichlet(b, options.width, options.alpha, gen).to(images.device)
-    blend = _beta(b, options.alpha, gen).to(images.device)
+    # every draw is made on the host and sent without making the host wait for the device
+    weights = to_device(_dirichlet(b, options.width, options.alpha, gen), images.device)
+    blend = to_device(_beta(b, options.alpha, gen), images.device)
     chains = torch.stack([_chain(images, gen, options, names) for _ in range(options.width)])
     mix = (weights.T[:, :, None, None, None] * chains).sum(0)
     mixed = (1 - blend.view(b, 1, 1, 1)) * images + blend.view(b, 1, 1, 1) * mix
@@ -134,13 +144,12 @@ def augment_and_mix(
 
 def _chain(images: torch.Tensor, gen: torch.Generator, options: AugMixOptions, names: tuple[str, ...]) -> torch.Tensor:
     b = images.shape[0]
-    depth = (torch.randint(1, 4, (b,), generator=gen) if options.depth == -1
-             else torch.full((b,), options.depth)).to(images.device)
+    depth = torch.randint(1, 4, (b,), generator=gen) if options.depth == -1 else torch.full((b,), options.depth)
     x = images
-    for position in range(3 if options.depth == -1 else options.depth):
-        ops = torch.randint(0, len(names), (b,), generator=gen).to(images.device)
-        levels = (0.1 + torch.rand(b, generator=gen) * (options.severity - 0.1)).to(images.device)
-        signs = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0).to(images.device)
+    for position in range(3 if options.depth == -1 else options.depth):  # draws stay on the host
+        ops = torch.randint(0, len(names), (b,), generator=gen)
+        levels = 0.1 + torch.rand(b, generator=gen) * (options.severity - 0.1)
+        signs = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
         x = apply_operations(x, ops, levels, signs, names, active=depth > position)
     return x
 

@@ -11,6 +11,7 @@ smaller crops resized back to the input size (the ViT keeps one input size).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -18,7 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robench.api import FitContext, Method, autocast, clip_and_step, cosine_schedule, hookimpl, make_optimizer
+from robench.api import (
+    FitContext,
+    Method,
+    autocast,
+    clip_and_step,
+    cosine_schedule,
+    hookimpl,
+    make_optimizer,
+    to_device,
+)
 
 
 @dataclass(frozen=True)
@@ -205,7 +215,8 @@ def dino_views(images: torch.Tensor, gen: torch.Generator, options: DINOOptions)
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return (low + (high - low) * torch.rand(n, generator=gen)).to(device)
+    """Draws from the host generator, sent without making the host wait for the device."""
+    return to_device(low + (high - low) * torch.rand(n, generator=gen), device)
 
 
 def _resized_crop(x: torch.Tensor, scale: tuple[float, float], gen: torch.Generator) -> torch.Tensor:
@@ -266,8 +277,12 @@ def _solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * weights).sum(1, keepdim=True)
+    return (x * _luma_weights(x.device, x.dtype)).sum(1, keepdim=True)
+
+
+@functools.lru_cache(maxsize=16)
+def _luma_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor([0.299, 0.587, 0.114], dtype=dtype).view(1, 3, 1, 1).to(device)
 
 
 @hookimpl

@@ -1,5 +1,6 @@
-"""On a GPU a distortion queues its work and returns: it never makes the host wait for the device
-(no copy from pageable host memory, no value read back). CUDA only; the CPU suite skips it."""
+"""On a GPU a distortion (or a method's augmentation) queues its work and returns: it never makes
+the host wait for the device (no copy from pageable host memory, no value read back). CUDA only;
+the CPU suite skips it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ def test_distortion_never_waits_for_the_device(name: str, size: int) -> None:
 
     both()  # the first calls fill the per-device caches (kernels, tables)
     torch.cuda.synchronize(device)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        both()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_method_augmentations_never_wait_for_the_device() -> None:
+    """AugMix's chains and DINO's views: drawn on the host, sent ahead, computed on the device."""
+    from robench_plugins.methods.augmix import AugMixOptions, augment_and_mix
+    from robench_plugins.methods.ssl import DINOOptions, dino_views
+
+    images = torch.rand(8, 3, 32, 32, device="cuda")
+
+    def both() -> None:
+        augment_and_mix(images, torch.Generator().manual_seed(0), AugMixOptions())
+        dino_views(images, torch.Generator().manual_seed(0), DINOOptions(local_views=2))
+
+    both()
+    torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         both()
