@@ -76,7 +76,7 @@ def distortion_figures(device: torch.device, batch: int, sizes: list[int], repea
 
 METHODS = ("finetune", "asym_kd", "asym_kd:global", "asym_kd:attn_rows=all",
            "asym_kd:attn_blocks={all}", "asym_kd:attn_rows=all:attn_blocks={all}",
-           "asym_kd:teacher_cache=true:variants=1")
+           "asym_kd:teacher_cache=true:variants=1", "augmix", "ssl")
 MODELS = {  # name -> (backbone spec keyword arguments, image size)
     "vit_small_patch16_224": ({"model": "vit_small_patch16_224", "img_size": None, "patch_size": None,
                                "embed_dim": None, "depth": None, "num_heads": None}, 224),
