@@ -85,7 +85,7 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
 
 # distortions whose severity selects one number: a batch of mixed severities is one pass
 MIXING = {"contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "occlusion", "salt_and_pepper",
-          "speckle_noise"}
+          "shot_noise", "speckle_noise"}
 
 
 @pytest.mark.parametrize("size", [32, 224])

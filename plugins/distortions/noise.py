@@ -43,7 +43,8 @@ class ShotNoise(Distortion):
 
     Sampled exactly by inverse-CDF lookup: inputs are taken on their uint8 levels (as the
     reference, which reads uint8 images), so each value's Poisson rate is one of 256 and its
-    cumulative distribution is tabulated once per severity.
+    cumulative distribution is tabulated once per table; one search serves a batch of mixed
+    severities.
     """
 
     name = "shot_noise"
@@ -51,11 +52,17 @@ class ShotNoise(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        photons = _SHOT[self.table(*images.shape[-2:])][severity - 1]
-        levels = (images * 255).round_().to(torch.int64)
-        counts = _poisson_by_level(levels, rng.uniform(*images.shape[1:]), photons)
-        return (counts.to(images.dtype) / photons).clamp_(0.0, 1.0)
+        return self._shot(images, torch.full((images.shape[0],), severity), rng)
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        return self._shot(images, severities, rng)
+
+    def _shot(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        photons = _SHOT[self.table(*images.shape[-2:])]
+        levels = (images * 255).round_().to(torch.int64)
+        counts = _poisson_by_level(levels, rng.bits(*images.shape[1:]), photons, severities)
+        # a divisor tensor: CUDA would multiply by the reciprocal of a Python scalar
+        return (counts.to(images.dtype) / self.per_sample(photons, severities, images)).clamp_(0.0, 1.0)
 
 class ImpulseNoise(OneParameter):
     """Impulse noise: channel values replaced by 0 or 1 with probability c.
@@ -93,30 +100,57 @@ class SpeckleNoise(OneParameter):
         return (images * (1 + sigma * rng.normal(*images.shape[1:]))).clamp_(0.0, 1.0)
 
 
-_POISSON_TABLES: dict[tuple[int, torch.device], torch.Tensor] = {}
+_POISSON_TABLES: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, list[int]]] = {}
+_SLOT = 1 << 25  # one row of thresholds per (severity, level); thresholds are at most 2^24
 
 
-def _poisson_by_level(levels: torch.Tensor, uniform: torch.Tensor, photons: int) -> torch.Tensor:
-    """Poisson(level / 255 * photons) samples by inverse CDF, batched with one searchsorted."""
-    key = (photons, uniform.device)
+def _poisson_by_level(levels: torch.Tensor, bits: torch.Tensor, photons: tuple[int, ...],
+                      severities: torch.Tensor) -> torch.Tensor:
+    """Poisson(level / 255 * photons[severity - 1]) samples by inverse CDF, for a severity per
+    sample, with one search: the uniform is the top 24 bits of ``bits`` (k / 2^24), and the count
+    is the number of CDF values at most the uniform, all in exact integer arithmetic."""
+    key = (photons, levels.device)
     if key not in _POISSON_TABLES:
-        _POISSON_TABLES[key] = _poisson_search_table(photons).to(uniform.device)
-    table = _POISSON_TABLES[key]
-    width = table.numel() // 256
-    query = (levels.to(table.dtype) + uniform.to(table.dtype)).contiguous()
-    position = torch.searchsorted(table, query, right=True)
-    return (position - levels * width).clamp_(max=width - 1)
+        table, blocks = _poisson_search_table(photons)
+        _POISSON_TABLES[key] = (table.to(levels.device), blocks)
+    table, blocks = _POISSON_TABLES[key]
+    widths = [(stop - start) // 256 for start, stop in zip(blocks[:-1], blocks[1:])]
+    present = torch.unique(severities).tolist()
+    if len(present) == 1:  # search the severity's own rows only: a smaller table, same answer
+        lo = blocks[present[0] - 1]
+        table, blocks = table[lo : blocks[present[0]]], [b - lo for b in blocks]
+
+    def per_sample(values: list[int]) -> torch.Tensor:
+        return Distortion.per_sample(values, severities, levels)
+
+    query = (per_sample([256 * i for i in range(len(photons))]) + levels) * _SLOT + ((bits >> 8) & 0xFFFFFF)
+    position = torch.searchsorted(table, query.contiguous(), right=True)
+    width = per_sample(widths)
+    return torch.minimum(position - per_sample(blocks[:-1]) - levels * width, width - 1)
 
 
-def _poisson_search_table(photons: int) -> torch.Tensor:
-    """The CDFs of Poisson(l / 255 * photons) for l = 0..255, each shifted up by l and
-    concatenated: a sorted float64 table in which ``l + u`` falls in row l at the inverse CDF."""
-    rates = torch.arange(256, dtype=torch.float64) / 255 * photons
-    width = int(photons + 12 * math.sqrt(photons) + 16)  # the largest rate's tail is negligible
-    k = torch.arange(width, dtype=torch.float64)
-    log_pmf = k * torch.log(rates[:, None].clamp_min(1e-300)) - rates[:, None] - torch.lgamma(k + 1)
-    cdf = torch.exp(log_pmf).cumsum(1).clamp_(max=1.0)
-    return (cdf + torch.arange(256, dtype=torch.float64)[:, None]).flatten()
+def _poisson_search_table(photons: tuple[int, ...]) -> tuple[torch.Tensor, list[int]]:
+    """For each severity's photon count and each level l: the CDF of Poisson(l / 255 * photons)
+    as integer thresholds ``ceil(cdf * 2^24)`` (a uniform k / 2^24 is at least a CDF value exactly
+    when k is at least its threshold), stored at ``row * 2^25 + threshold`` with row = severity
+    index * 256 + l, so one sorted int64 table holds every row (each severity's rows of one width).
+    Returns the table and where each severity's rows start (and the end).
+
+    The thresholds are taken from the float64 values ``l + cdf`` (``(l + cdf) - l`` is exact), so
+    the test ``k >= threshold`` is exactly the float64 test ``l + u >= l + cdf``."""
+    parts, blocks = [], [0]
+    for index, count in enumerate(photons):
+        rates = torch.arange(256, dtype=torch.float64) / 255 * count
+        width = int(count + 12 * math.sqrt(count) + 16)  # the largest rate's tail is negligible
+        k = torch.arange(width, dtype=torch.float64)
+        log_pmf = k * torch.log(rates[:, None].clamp_min(1e-300)) - rates[:, None] - torch.lgamma(k + 1)
+        cdf = torch.exp(log_pmf).cumsum(1).clamp_(max=1.0)
+        level = torch.arange(256, dtype=torch.float64)[:, None]
+        threshold = torch.ceil(((cdf + level) - level) * (1 << 24)).to(torch.int64)
+        row = index * 256 + torch.arange(256, dtype=torch.int64)[:, None]
+        parts.append((row * _SLOT + threshold).flatten())
+        blocks.append(blocks[-1] + 256 * width)
+    return torch.cat(parts), blocks
 
 
 @hookimpl
