@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.api import to_device
+from robench_plugins.distortions._color import grayscale
 
 MAX_LEVEL = 10.0
 
@@ -94,12 +95,12 @@ def translate_y(x: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> tor
 
 def color(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """Saturation enhance by ``0.1 + level * 1.8 / 10`` (ImageEnhance.Color)."""
-    return _blend(_grey(x).expand_as(x), x, _enhance_factor(level))
+    return _blend(grayscale(x).expand_as(x), x, _enhance_factor(level))
 
 
 def contrast(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """Contrast enhance around the mean grey (ImageEnhance.Contrast)."""
-    mean = _grey(x).mean((2, 3), keepdim=True).expand_as(x)
+    mean = grayscale(x).mean((2, 3), keepdim=True).expand_as(x)
     return _blend(mean, x, _enhance_factor(level))
 
 
@@ -161,17 +162,8 @@ def _enhance_factor(level: torch.Tensor) -> torch.Tensor:
     return (_float_parameter(level, 1.8) + 0.1).view(-1, 1, 1, 1)
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    return (x * _luma_weights(x.device)).sum(1, keepdim=True)
-
-
-# constants made once per device: a copy from pageable host memory per call would make the host
-# wait for the device
-@functools.lru_cache(maxsize=16)
-def _luma_weights(device: torch.device) -> torch.Tensor:
-    return torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1).to(device)
-
-
+# made once per device: a copy from pageable host memory per call would make the host wait for the
+# device
 @functools.lru_cache(maxsize=16)
 def _smooth_kernel(device: torch.device) -> torch.Tensor:
     return (torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]]) / 13).to(device)

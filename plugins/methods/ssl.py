@@ -11,7 +11,6 @@ smaller crops resized back to the input size (the ViT keeps one input size).
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from robench.api import (
     make_optimizer,
     to_device,
 )
+from robench_plugins.distortions._color import grayscale
 
 
 @dataclass(frozen=True)
@@ -245,15 +245,15 @@ def _colour_jitter(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Ten
     contrast = _uniform(b, 0.6, 1.4, gen, x.device).view(b, 1, 1, 1)
     saturation = _uniform(b, 0.8, 1.2, gen, x.device).view(b, 1, 1, 1)
     y = (x * brightness).clamp(0, 1)
-    grey = _grey(y)
+    grey = grayscale(y)
     y = (grey.mean((2, 3), keepdim=True) + contrast * (y - grey.mean((2, 3), keepdim=True))).clamp(0, 1)
-    y = (_grey(y) + saturation * (y - _grey(y))).clamp(0, 1)
+    y = (grayscale(y) + saturation * (y - grayscale(y))).clamp(0, 1)
     return torch.where(apply, y, x)
 
 
 def _greyscale(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
     apply = (_uniform(x.shape[0], 0, 1, gen, x.device) < p).view(-1, 1, 1, 1)
-    return torch.where(apply, _grey(x).expand_as(x), x)
+    return torch.where(apply, grayscale(x).expand_as(x), x)
 
 
 def _blur(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
@@ -274,15 +274,6 @@ def _blur(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
 def _solarize(x: torch.Tensor, gen: torch.Generator, p: float) -> torch.Tensor:
     apply = (_uniform(x.shape[0], 0, 1, gen, x.device) < p).view(-1, 1, 1, 1)
     return torch.where(apply & (x >= 0.5), 1 - x, x)
-
-
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    return (x * _luma_weights(x.device, x.dtype)).sum(1, keepdim=True)
-
-
-@functools.lru_cache(maxsize=16)
-def _luma_weights(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.tensor([0.299, 0.587, 0.114], dtype=dtype).view(1, 3, 1, 1).to(device)
 
 
 @hookimpl
