@@ -84,8 +84,8 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
 
 
 # distortions whose severity selects one number: a batch of mixed severities is one pass
-MIXING = {"contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "occlusion", "salt_and_pepper",
-          "shot_noise", "speckle_noise"}
+MIXING = {"brightness", "contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "occlusion",
+          "salt_and_pepper", "saturate", "shot_noise", "speckle_noise"}
 
 
 @pytest.mark.parametrize("size", [32, 224])

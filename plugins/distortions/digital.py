@@ -63,8 +63,17 @@ class Saturate(Distortion):
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         factor, offset = _SATURATE[self.table(*images.shape[-2:])][severity - 1]
+        return self._saturate(images, factor, offset)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        factors, offsets = zip(*_SATURATE[self.table(*images.shape[-2:])])
+        return self._saturate(images, self.per_sample(factors, severities, images),
+                              self.per_sample(offsets, severities, images))
+
+    @staticmethod
+    def _saturate(images: torch.Tensor, factor: float | torch.Tensor, offset: float | torch.Tensor) -> torch.Tensor:
         hsv = rgb_to_hsv(images)
-        hsv[:, 1] = (hsv[:, 1] * factor + offset).clamp_(0.0, 1.0)
+        hsv[:, 1:2] = (hsv[:, 1:2] * factor + offset).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
 
 

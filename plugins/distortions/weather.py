@@ -14,6 +14,7 @@ from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
+from robench_plugins.distortions._parametric import OneParameter
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur
 
@@ -125,17 +126,19 @@ class Frost(Distortion):
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
 
-class Brightness(Distortion):
+class Brightness(OneParameter):
     """Brightness: the HSV value channel plus c, clipped (scikit-image colour conversions)."""
 
     name = "brightness"
     group = "weather"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        shift = _BRIGHTNESS[self.table(*images.shape[-2:])][severity - 1]
+    def parameters(self, height: int, width: int) -> tuple[float, ...]:
+        return _BRIGHTNESS[self.table(height, width)]
+
+    def distort(self, images: torch.Tensor, shift: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         hsv = rgb_to_hsv(images)
-        hsv[:, 2] = (hsv[:, 2] + shift).clamp_(0.0, 1.0)
+        hsv[:, 2:] = (hsv[:, 2:] + shift).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
 
 
