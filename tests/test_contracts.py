@@ -84,7 +84,7 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
 
 
 # distortions whose severity selects one number: a batch of mixed severities is one pass
-MIXING = {"brightness", "contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "occlusion",
+MIXING = {"brightness", "contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "jpeg_compression", "occlusion",
           "salt_and_pepper", "saturate", "shot_noise", "speckle_noise"}
 
 

@@ -55,35 +55,43 @@ class _Codec(NamedTuple):
     half: torch.Tensor
 
 
-def jpeg_roundtrip(images: torch.Tensor, quality: int) -> torch.Tensor:
+def jpeg_roundtrip(images: torch.Tensor, quality: int | tuple[int, ...],
+                   which: torch.Tensor | None = None) -> torch.Tensor:
     """JPEG-compress then decode a batch exactly as Pillow (libjpeg-turbo) does.
 
     Args:
         images: float ``(B, 3, H, W)`` in [0, 1], any ``H, W >= 1``, on the CPU or a CUDA
             device (the DCTs need float64); rounded to uint8 levels first.
-        quality: Pillow/IJG quality, 0-100 (0 acts as 1, as in libjpeg).
+        quality: Pillow/IJG quality, 0-100 (0 acts as 1, as in libjpeg); or several qualities,
+            with ``which``.
+        which: with several qualities, the index of each image's quality, int64 ``(B,)`` on the
+            images' device: the whole batch in one pass, each image as at its own quality.
 
     Returns:
         The decoded images: same shape, dtype and device, on uint8 levels (k / 255).
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) images, got {tuple(images.shape)}")
-    if not 0 <= quality <= 100:
+    qualities = quality if isinstance(quality, tuple) else (quality,)
+    if not all(0 <= q <= 100 for q in qualities):
         raise ValueError(f"quality must be in 0..100, got {quality}")
+    if isinstance(quality, tuple) and which is None:
+        raise ValueError("several qualities need `which`, each image's index into them")
     # On the CPU, the Distortion base class already feeds cache-sized chunks of a large batch.
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
-    _roundtrip(images.detach(), quality, out)
+    _roundtrip(images.detach(), qualities, which, out)
     return out
 
 
-def _roundtrip(images: torch.Tensor, quality: int, out: torch.Tensor) -> None:
+def _roundtrip(images: torch.Tensor, qualities: tuple[int, ...], which: torch.Tensor | None,
+               out: torch.Tensor) -> None:
     """:func:`jpeg_roundtrip` of one batch, written to ``out``."""
     h, w = images.shape[-2:]
-    luma, chroma_codec = _codecs(quality, images.device)
+    luma, chroma_codec = _codecs(qualities, images.device)
     rgb = images.mul(255).round_().clamp_(0, 255).to(torch.int32)
     y, chroma = _rgb_to_ycbcr(rgb)
-    y = _code_plane(_replicate(y, -h % 8, -w % 8), luma)[..., :h, :w]
-    chroma = _code_plane(_downsample(chroma), chroma_codec)[..., : (h + 1) // 2, : (w + 1) // 2]
+    y = _code_plane(_replicate(y, -h % 8, -w % 8), luma, which)[..., :h, :w]
+    chroma = _code_plane(_downsample(chroma), chroma_codec, which)[..., : (h + 1) // 2, : (w + 1) // 2]
     _ycbcr_to_rgb(y, _upsample(chroma)[..., :h, :w], out)
 
 
@@ -146,14 +154,20 @@ def _upsample(chroma: torch.Tensor) -> torch.Tensor:
     return out.bitwise_right_shift_(4)
 
 
-def _code_plane(plane: torch.Tensor, codec: _Codec) -> torch.Tensor:
-    """Encode and decode a ``(..., 8m, 8n)`` int32 plane block by block with the islow DCTs."""
+def _code_plane(plane: torch.Tensor, codec: _Codec, which: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode and decode a ``(B, ..., 8m, 8n)`` int32 plane block by block with the islow DCTs,
+    image ``b`` with the tables of quality ``which[b]`` (the only quality if None)."""
     coef = torch.addmm(codec.fdct_rows_bias, _to_blocks(plane), codec.fdct_rows).floor_()
     coef = torch.addmm(codec.half, coef, codec.fdct_cols).floor_()
     # islow output is 8x the orthonormal DCT (divisor 8q); libjpeg rounds |coef| / divisor half
     # up and restores the sign, which differs from round-half-even on negative ties
-    levels = coef.abs().div_(codec.divisor).add_(0.5).floor_().copysign_(coef)
-    samples = torch.addmm(codec.half, levels, codec.idct_cols).floor_()
+    if which is None:
+        levels = coef.abs().div_(codec.divisor[0]).add_(0.5).floor_().copysign_(coef)
+        samples = torch.addmm(codec.half, levels, codec.idct_cols[0]).floor_()
+    else:  # per image: the same exact products, batched over the images' own matrices
+        coef = coef.view(plane.shape[0], -1, 64)
+        levels = coef.abs().div_(codec.divisor[which][:, None]).add_(0.5).floor_().copysign_(coef)
+        samples = torch.baddbmm(codec.half, levels, codec.idct_cols[which]).floor_().view(-1, 64)
     samples = torch.addmm(codec.idct_rows_bias, samples, codec.idct_rows).floor_()
     # libjpeg-turbo's SIMD IDCT saturates; the C range-limit table agrees for any realistic overshoot
     samples.clamp_(0, 255)
@@ -189,8 +203,9 @@ def _replicate(x: torch.Tensor, bottom: int, right: int, top: int = 0, left: int
 
 
 @functools.lru_cache(maxsize=64)
-def _codecs(quality: int, device: torch.device) -> tuple[_Codec, _Codec]:
-    """Luma and chroma codecs for ``quality`` on ``device``.
+def _codecs(qualities: tuple[int, ...], device: torch.device) -> tuple[_Codec, _Codec]:
+    """Luma and chroma codecs for ``qualities`` on ``device`` (the quality-dependent parts,
+    ``divisor`` and ``idct_cols``, stacked: one row per quality).
 
     Each islow pass is an integer matrix followed by a rounding right shift, so it becomes
     ``floor(x @ (M * 2**-shift) + 1/2)``: power-of-two scaling keeps float64 exact. The level
@@ -204,14 +219,15 @@ def _codecs(quality: int, device: torch.device) -> tuple[_Codec, _Codec]:
     fdct_cols = torch.kron(fdct, eye).T * 2.0**-15
     idct_rows = torch.kron(eye, idct).T * 2.0**-18
 
-    def codec(table: torch.Tensor) -> _Codec:
-        idct_cols = table[:, None] * torch.kron(idct, eye).T * 2.0**-11
+    def codec(base: tuple[int, ...]) -> _Codec:
+        tables = torch.stack([_quant_table(base, quality) for quality in qualities])  # (Q, 64)
+        idct_cols = tables[:, :, None] * torch.kron(idct, eye).T * 2.0**-11
         half = torch.full((64,), 0.5, dtype=torch.float64)
         fdct_bias = half - 128 * fdct_rows.sum(0)
-        parts = (fdct_rows, fdct_bias, fdct_cols, 8 * table, idct_cols, idct_rows, half + 128, half)
+        parts = (fdct_rows, fdct_bias, fdct_cols, 8 * tables, idct_cols, idct_rows, half + 128, half)
         return _Codec(*(part.to(device) for part in parts))
 
-    return codec(_quant_table(_LUMA, quality)), codec(_quant_table(_CHROMA, quality))
+    return codec(_LUMA), codec(_CHROMA)
 
 
 def _quant_table(base: tuple[int, ...], quality: int) -> torch.Tensor:

@@ -92,6 +92,10 @@ class JpegCompression(Distortion):
         quality = _JPEG[self.table(*images.shape[-2:])][severity - 1]
         return jpeg_roundtrip(images, quality)
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        which = self.per_sample(list(range(len(self.severities))), severities, images).flatten()
+        return jpeg_roundtrip(images, _JPEG[self.table(*images.shape[-2:])], which)
+
 
 class Pixelate(Distortion):
     """Pixelation: box downscale by c, upscale back.
