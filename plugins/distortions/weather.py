@@ -115,14 +115,17 @@ class Frost(Distortion):
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         image_weight, frost_weight = _FROST[self.table(*images.shape[-2:])][severity - 1]
-        texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)
-        return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
+        return self._frost(images, image_weight, frost_weight, rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         image_weights, frost_weights = zip(*_FROST[self.table(*images.shape[-2:])])
+        return self._frost(images, self.per_sample(image_weights, severities, images),
+                           self.per_sample(frost_weights, severities, images), rng)
+
+    @staticmethod
+    def _frost(images: torch.Tensor, image_weight: float | torch.Tensor, frost_weight: float | torch.Tensor,
+               rng: BatchRNG) -> torch.Tensor:
         texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)  # the same at every severity
-        image_weight = self.per_sample(image_weights, severities, images)
-        frost_weight = self.per_sample(frost_weights, severities, images)
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
 
