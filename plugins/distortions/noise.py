@@ -7,6 +7,7 @@ CIFAR-10-C parameters (:func:`robench.api.severity_table`).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -59,10 +60,13 @@ class ShotNoise(Distortion):
 
     def _shot(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         photons = _SHOT[self.table(*images.shape[-2:])]
-        levels = (images * 255).round_().to(torch.int64)
-        counts = _poisson_by_level(levels, rng.bits(*images.shape[1:]), photons, severities)
+        first_row = self.per_sample([256 * i for i in range(len(photons))], severities, images)
+        rows = (images * 255).round_().to(torch.int32).add_(first_row.to(torch.int32))  # s * 256 + level
+        uniform = (rng.bits(*images.shape[1:]) >> 8) & 0xFFFFFF
+        counts = _poisson_inverse(photons, images.device)(rows, uniform)
         # a divisor tensor: CUDA would multiply by the reciprocal of a Python scalar
         return (counts.to(images.dtype) / self.per_sample(photons, severities, images)).clamp_(0.0, 1.0)
+
 
 class ImpulseNoise(OneParameter):
     """Impulse noise: channel values replaced by 0 or 1 with probability c.
@@ -100,57 +104,81 @@ class SpeckleNoise(OneParameter):
         return (images * (1 + sigma * rng.normal(*images.shape[1:]))).clamp_(0.0, 1.0)
 
 
-_POISSON_TABLES: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, list[int]]] = {}
-_SLOT = 1 << 25  # one row of thresholds per (severity, level); thresholds are at most 2^24
+class _PoissonInverse:
+    """Exact inverse-CDF sampling of Poisson(level / 255 * photons[s]) from 24-bit uniforms.
+
+    Row ``s * 256 + level`` holds that distribution's CDF as integer thresholds
+    ``ceil(cdf * 2^24)``: a uniform ``k / 2^24`` is at least a CDF value exactly when ``k`` is at
+    least its threshold, so the sample is the number of thresholds at most ``k``. The thresholds
+    are taken from the float64 values ``level + cdf`` (``(level + cdf) - level`` is exact), so
+    ``k >= threshold`` is exactly the float64 test ``level + u >= level + cdf``.
+
+    Each row keeps its distinct thresholds below 2^24 with their cumulative counts, and a guide
+    gives, per row and per 2^14-wide bucket of ``k``, how many are at most the bucket's start: a
+    sample is one guide lookup, a branchless binary search over the few thresholds inside the
+    bucket (at most ``2^steps``) and a count lookup. Every query costs the same few gathers (no
+    data-dependent loop, nothing read back to the host), 4-5x faster on the CPU than a binary
+    search of the whole table.
+    """
+
+    GUIDE_BITS = 10
+
+    def __init__(self, photons: tuple[int, ...], device: torch.device) -> None:
+        distinct, counts = [], []
+        for count in photons:
+            for row in _poisson_thresholds(count):
+                values, repeats = torch.unique_consecutive(row[row < 1 << 24], return_counts=True)
+                distinct.append(values)
+                counts.append(torch.cat([torch.zeros(1, dtype=torch.int64), repeats.cumsum(0)]))
+        shift = 24 - self.GUIDE_BITS
+        starts = torch.arange(1 << self.GUIDE_BITS, dtype=torch.int64) << shift
+        guide = torch.stack([torch.searchsorted(v, starts, right=True) for v in distinct])
+        ends = torch.stack([torch.searchsorted(v, starts + (1 << shift) - 1, right=True) for v in distinct])
+        self.steps = max(1, math.ceil(math.log2(int((ends - guide).max()) + 1)))
+        # Rows padded with thresholds that no k reaches, so the search never leaves its row.
+        width = max(len(v) for v in distinct) + (1 << self.steps)
+        thresholds = torch.full((len(distinct), width), 1 << 24, dtype=torch.int32)
+        cumulative = torch.zeros((len(distinct), width + 1), dtype=torch.int32)
+        for row, (values, cum) in enumerate(zip(distinct, counts)):
+            thresholds[row, : len(values)] = values
+            cumulative[row, : len(cum)] = cum
+            cumulative[row, len(cum) :] = cum[-1]
+        self.thresholds = thresholds.flatten().to(device)
+        self.cumulative = cumulative.flatten().to(device)
+        self.guide = (guide + torch.arange(len(distinct))[:, None] * width).to(torch.int32).flatten().to(device)
+
+    def __call__(self, rows: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Samples (int32, ``k``'s shape) for int32 ``rows`` (``s * 256 + level``) and int32
+        uniforms ``k`` in [0, 2^24) of the same shape."""
+        rows, flat = rows.reshape(-1), k.reshape(-1)
+        pos = self.guide.index_select(0, (flat >> (24 - self.GUIDE_BITS)) + rows * (1 << self.GUIDE_BITS))
+        for step in reversed(range(self.steps)):
+            half = 1 << step
+            pos.add_(self.thresholds.index_select(0, pos + (half - 1)) <= flat, alpha=half)
+        pos.add_(self.thresholds.index_select(0, pos) <= flat)
+        # the count table's rows are one longer: pos - rows * width + rows * (width + 1)
+        return self.cumulative.index_select(0, pos + rows).view_as(k)
 
 
-def _poisson_by_level(levels: torch.Tensor, bits: torch.Tensor, photons: tuple[int, ...],
-                      severities: torch.Tensor) -> torch.Tensor:
-    """Poisson(level / 255 * photons[severity - 1]) samples by inverse CDF, for a severity per
-    sample, with one search: the uniform is the top 24 bits of ``bits`` (k / 2^24), and the count
-    is the number of CDF values at most the uniform, all in exact integer arithmetic."""
-    key = (photons, levels.device)
-    if key not in _POISSON_TABLES:
-        table, blocks = _poisson_search_table(photons)
-        _POISSON_TABLES[key] = (table.to(levels.device), blocks)
-    table, blocks = _POISSON_TABLES[key]
-    widths = [(stop - start) // 256 for start, stop in zip(blocks[:-1], blocks[1:])]
-    present = torch.unique(severities).tolist()
-    if len(present) == 1:  # search the severity's own rows only: a smaller table, same answer
-        lo = blocks[present[0] - 1]
-        table, blocks = table[lo : blocks[present[0]]], [b - lo for b in blocks]
-
-    def per_sample(values: list[int]) -> torch.Tensor:
-        return Distortion.per_sample(values, severities, levels)
-
-    query = (per_sample([256 * i for i in range(len(photons))]) + levels) * _SLOT + ((bits >> 8) & 0xFFFFFF)
-    position = torch.searchsorted(table, query.contiguous(), right=True)
-    width = per_sample(widths)
-    return torch.minimum(position - per_sample(blocks[:-1]) - levels * width, width - 1)
+@functools.lru_cache(maxsize=16)
+def _poisson_inverse(photons: tuple[int, ...], device: torch.device) -> _PoissonInverse:
+    """The sampler for these photon counts, its tables on ``device`` (built once)."""
+    return _PoissonInverse(photons, device)
 
 
-def _poisson_search_table(photons: tuple[int, ...]) -> tuple[torch.Tensor, list[int]]:
-    """For each severity's photon count and each level l: the CDF of Poisson(l / 255 * photons)
-    as integer thresholds ``ceil(cdf * 2^24)`` (a uniform k / 2^24 is at least a CDF value exactly
-    when k is at least its threshold), stored at ``row * 2^25 + threshold`` with row = severity
-    index * 256 + l, so one sorted int64 table holds every row (each severity's rows of one width).
-    Returns the table and where each severity's rows start (and the end).
-
-    The thresholds are taken from the float64 values ``l + cdf`` (``(l + cdf) - l`` is exact), so
-    the test ``k >= threshold`` is exactly the float64 test ``l + u >= l + cdf``."""
-    parts, blocks = [], [0]
-    for index, count in enumerate(photons):
-        rates = torch.arange(256, dtype=torch.float64) / 255 * count
-        width = int(count + 12 * math.sqrt(count) + 16)  # the largest rate's tail is negligible
-        k = torch.arange(width, dtype=torch.float64)
-        log_pmf = k * torch.log(rates[:, None].clamp_min(1e-300)) - rates[:, None] - torch.lgamma(k + 1)
-        cdf = torch.exp(log_pmf).cumsum(1).clamp_(max=1.0)
-        level = torch.arange(256, dtype=torch.float64)[:, None]
-        threshold = torch.ceil(((cdf + level) - level) * (1 << 24)).to(torch.int64)
-        row = index * 256 + torch.arange(256, dtype=torch.int64)[:, None]
-        parts.append((row * _SLOT + threshold).flatten())
-        blocks.append(blocks[-1] + 256 * width)
-    return torch.cat(parts), blocks
+def _poisson_thresholds(photons: int) -> torch.Tensor:
+    """``ceil(cdf * 2^24)`` of Poisson(l / 255 * photons) for each level l, as int64
+    ``(256, width)``; the last column is 2^24 (the tail beyond is negligible)."""
+    rates = torch.arange(256, dtype=torch.float64) / 255 * photons
+    width = int(photons + 12 * math.sqrt(photons) + 16)
+    k = torch.arange(width, dtype=torch.float64)
+    log_pmf = k * torch.log(rates[:, None].clamp_min(1e-300)) - rates[:, None] - torch.lgamma(k + 1)
+    cdf = torch.exp(log_pmf).cumsum(1).clamp_(max=1.0)
+    level = torch.arange(256, dtype=torch.float64)[:, None]
+    thresholds = torch.ceil(((cdf + level) - level) * (1 << 24)).to(torch.int64)
+    if not bool((thresholds[:, -1] == 1 << 24).all()):
+        raise AssertionError(f"Poisson table for {photons} photons is too short")
+    return thresholds
 
 
 @hookimpl

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from robench.api import to_device
 from robench_plugins.distortions._color import grayscale
+from robench_plugins.distortions._filters import correlate
 
 MAX_LEVEL = 10.0
 
@@ -112,8 +113,7 @@ def brightness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
 def sharpness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """Sharpness enhance against Pillow's SMOOTH filter, borders kept (ImageEnhance.Sharpness)."""
     kernel = _smooth_kernel(x.device)
-    b, c, h, w = x.shape
-    smooth = F.conv2d(x.reshape(b * c, 1, h, w), kernel.view(1, 1, 3, 3)).reshape(b, c, h - 2, w - 2)
+    smooth = correlate(x, kernel.view(3, 3))
     degenerate = x.clone()
     degenerate[..., 1:-1, 1:-1] = smooth
     return _blend(degenerate, x, _enhance_factor(level))
