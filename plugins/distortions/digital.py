@@ -113,11 +113,12 @@ class Pixelate(Distortion):
         factor = _PIXELATE[self.table(*images.shape[-2:])][severity - 1]
         h, w = images.shape[-2:]
         small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
-        small = _box_resize((images * 255).round(), small_h, small_w)
+        small = _box_resize((images * 255).round_(), small_h, small_w).div_(255).to(images.dtype)
+        # Both upscales copy pixels (exactly), so they may come after the division by 255.
         if self.table(h, w) == "cifar-10-c":  # the CIFAR script upscales with BOX as well
-            return (_box_resize(small, h, w) / 255).to(images.dtype)
+            return _box_upscale(small, h, w)
         # Pillow's nearest upscale samples floor((o + 0.5) * in / out): torch's "nearest-exact"
-        return F.interpolate(small, size=(h, w), mode="nearest-exact").div_(255).to(images.dtype)
+        return F.interpolate(small, size=(h, w), mode="nearest-exact")
 
 
 class ElasticTransform(Distortion):
@@ -153,10 +154,11 @@ class ElasticTransform(Distortion):
 
 
 @functools.lru_cache(maxsize=64)
-def _box_taps(size: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _box_taps(size: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pillow's BOX resampling (``precompute_coeffs``) from ``size`` to ``out`` pixels: a 0/1
     ``(out, size)`` float32 matrix of the taps of each output pixel, and each output pixel's
-    fixed-point weight (the box weights of one output pixel are equal: round(2^22 / taps))."""
+    int32 fixed-point weight (the box weights of one output pixel are equal: round(2^22 / taps)),
+    or None where every output pixel has a single tap (an upscale): the pass is then exact."""
     scale = size / out
     support = 0.5 * max(scale, 1.0)
     taps = torch.zeros(out, size)
@@ -165,7 +167,9 @@ def _box_taps(size: int, out: int, device: torch.device) -> tuple[torch.Tensor, 
         lo, hi = max(int(centre - support + 0.5), 0), min(int(centre + support + 0.5), size)
         offsets = (torch.arange(lo, hi, dtype=torch.float64) - centre + 0.5) / max(scale, 1.0)
         taps[o, lo:hi] = ((offsets > -0.5) & (offsets <= 0.5)).float()
-    weight = torch.floor(0.5 + _FIXED_ONE / taps.sum(1).double()).long()
+    if bool((taps.sum(1) == 1).all()):
+        return taps.to(device), None
+    weight = torch.floor(0.5 + _FIXED_ONE / taps.sum(1).double()).to(torch.int32)
     return taps.to(device), weight.to(device)
 
 
@@ -179,14 +183,27 @@ def _box_resize(levels: torch.Tensor, height: int, width: int) -> torch.Tensor:
     taps, weight = _box_taps(w, width, levels.device)
     x = _fixed_point(levels @ taps.T, weight)
     taps, weight = _box_taps(h, height, levels.device)
-    return _fixed_point(taps @ x, weight[:, None])
+    return _fixed_point(taps @ x, None if weight is None else weight[:, None])
 
 
-def _fixed_point(tap_sums: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def _box_upscale(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Pillow's BOX resize to a size at least ``x``'s: each output pixel copies one input pixel,
+    so the result is exact for any values (levels or not)."""
+    rows, row_weight = _box_taps(x.shape[-2], height, x.device)
+    cols, col_weight = _box_taps(x.shape[-1], width, x.device)
+    if row_weight is not None or col_weight is not None:
+        raise ValueError(f"not an upscale: {tuple(x.shape[-2:])} -> {(height, width)}")
+    return rows @ x @ cols.T
+
+
+def _fixed_point(tap_sums: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     """(sum * weight + 2^21) >> 22, clipped to 0..255: exact, as the tap sums are integers
-    below 2^24 (exact in float32) and the product is taken in int64."""
-    total = tap_sums.round().to(torch.int64) * weight + (_FIXED_ONE >> 1)
-    return (total >> 22).clamp_(0, 255).to(torch.float32)
+    below 2^24 (exact in float32) and the product stays below 2^31 (at most 255 * 2^22 + 2^21
+    plus a rounding margin). Single taps (``weight`` None) have weight 2^22: the sums as they are."""
+    if weight is None:
+        return tap_sums
+    total = tap_sums.round().to(torch.int32).mul_(weight).add_(_FIXED_ONE >> 1)
+    return total.bitwise_right_shift_(22).clamp_(0, 255).to(torch.float32)
 
 
 def _smooth(field: torch.Tensor, sigma: tuple[float, float]) -> torch.Tensor:
