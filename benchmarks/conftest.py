@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from robench.host_memory import keep_freed_memory
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+# As robench's cell workers run (the references run in this same process, under the same
+# allocator); ROBENCH_KEEP_FREED_MEMORY=0 measures without.
+keep_freed_memory()
 
 RATES: dict[tuple[str, ...], dict[str, float]] = {}
 

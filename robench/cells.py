@@ -29,6 +29,7 @@ from robench.data import DatasetSplits, Split, label_budget, stratified_subset
 from robench.dataset_cache import load_splits
 from robench.errors import ConfigError, PluginError
 from robench.evaluate import EvalConfig, evaluate_encoder
+from robench.host_memory import keep_freed_memory
 from robench.method_spec import build_method, parse_method_spec
 from robench.pretrain import PretrainConfig, default_cache_dir, initial_backbone
 from robench.provenance import environment
@@ -69,6 +70,7 @@ def run_cell_task(task: CellTask) -> list[CellStatus]:
     Cells computed together that fail together are retried one by one, so one cell's failure
     (a NaN loss under one distortion, say) never takes its group down.
     """
+    keep_freed_memory()
     store = RunStore(task.config.out, task.settings)
     statuses: list[CellStatus] = []
     with contextlib.ExitStack() as held:

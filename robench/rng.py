@@ -122,8 +122,8 @@ class BatchRNG:
         count = math.prod(shape)
         half = (count + 1) // 2
         bits = self.bits(half)
-        table = _normal_table(self.device)
-        z = torch.cat([table[bits & 0xFFFF], table[_shr32(bits, 16)]], dim=1)
+        quantiles = torch.cat([bits & 0xFFFF, _shr32(bits, 16)], dim=1)  # low halves, then high
+        z = _normal_table(self.device).index_select(0, quantiles.view(-1)).view(quantiles.shape)
         return z[:, :count].reshape(self.batch_size, *shape)
 
     def integers(self, low: int, high: int, *shape: int) -> torch.Tensor:

@@ -15,12 +15,14 @@ def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     r, g, b = rgb.unbind(1)
     value = rgb.amax(1)
     delta = value - rgb.amin(1)
-    safe_delta = torch.where(delta == 0, torch.ones_like(delta), delta)
-    saturation = torch.where(delta == 0, torch.zeros_like(delta), delta / torch.where(value == 0, 1, value))
-    hue = torch.where(r == value, (g - b) / safe_delta, torch.zeros_like(delta))
-    hue = torch.where(g == value, 2.0 + (b - r) / safe_delta, hue)
-    hue = torch.where(b == value, 4.0 + (r - g) / safe_delta, hue)
-    hue = torch.where(delta == 0, torch.zeros_like(hue), torch.remainder(hue / 6.0, 1.0))
+    grey = delta == 0
+    safe_delta = torch.where(grey, 1.0, delta)
+    saturation = torch.where(grey, 0.0, delta / torch.where(value == 0, 1.0, value))
+    blue, green = b == value, g == value
+    # skimage: (g - b) / delta where red is the maximum, 2 + (b - r) / delta for green, 4 + (r - g) / delta for blue
+    numerator = torch.where(blue, r - g, torch.where(green, b - r, g - b))
+    offset = torch.where(blue, 4.0, torch.where(green, 2.0, 0.0))
+    hue = torch.where(grey, 0.0, torch.remainder((offset + numerator / safe_delta) / 6.0, 1.0))
     return torch.stack([hue, saturation, value], 1)
 
 
@@ -32,13 +34,18 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     p = v * (1 - s)
     q = v * (1 - f * s)
     t = v * (1 - (1 - f) * s)
-    sector = torch.remainder(sector, 6).to(torch.int64)
-    choices = torch.stack([
-        torch.stack([v, t, p], 1), torch.stack([q, v, p], 1), torch.stack([p, v, t], 1),
-        torch.stack([p, q, v], 1), torch.stack([t, p, v], 1), torch.stack([v, p, q], 1),
-    ])  # (6, B, 3, H, W)
-    index = sector[None, :, None].expand(1, -1, 3, -1, -1)
-    return choices.gather(0, index)[0]
+    planes = torch.stack([v, p, q, t], 1)  # (B, 4, H, W)
+    # Per sector 0..5 the planes of (R, G, B) are (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q),
+    # packed two bits per sector into one integer per channel.
+    codes = constant(_HSV_PLANES, hsv.device, torch.int32).view(1, 3, 1, 1)
+    sector = torch.remainder(sector, 6).to(torch.int32).mul_(2)
+    return planes.gather(1, ((codes >> sector[:, None]) & 3).long())
+
+
+_HSV_PLANES = tuple(
+    sum(plane << (2 * sector) for sector, plane in enumerate(planes))
+    for planes in ((0, 2, 1, 1, 3, 0), (3, 0, 0, 2, 1, 1), (1, 1, 3, 0, 0, 2))
+)
 
 
 def grayscale(rgb: torch.Tensor) -> torch.Tensor:
