@@ -21,7 +21,7 @@ from scipy import ndimage
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._fractal import plasma_fractal
-from robench_plugins.distortions.blur import GlassBlur, ZoomBlur, _local_copies, motion_blur
+from robench_plugins.distortions.blur import ZoomBlur, _local_copies, motion_blur
 
 from reference import imagecorruptions, psnr, real_images, reference, to_uint8_hwc
 
@@ -86,10 +86,10 @@ def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch: py
 
 def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRNG) -> torch.Tensor:
     """The reference's glass-blur scan, pixel by pixel, with robench's random offsets."""
-    from robench_plugins.distortions.blur import _scan_schedule
+    from robench_plugins.distortions.blur import _scan_order
 
     b, _, h, w = images.shape
-    flat, _ = _scan_schedule(h, w, shift, torch.device("cpu"))
+    flat, _ = _scan_order(h, w, shift, torch.device("cpu"))
     slot = {int(p): k for k, p in enumerate(flat)}
     x = images.clone()
     for _ in range(iterations):
@@ -103,11 +103,23 @@ def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: Ba
 
 
 @pytest.mark.parametrize(("shift", "iterations"), [(1, 2), (2, 1), (4, 2)])
-def test_glass_blur_wavefront_equals_the_sequential_scan(shift: int, iterations: int) -> None:
+def test_glass_blur_chains_equal_the_sequential_scan(shift: int, iterations: int) -> None:
     images = torch.rand(2, 3, 19, 23, generator=torch.Generator().manual_seed(shift))
     seeds = sample_seeds(shift, torch.arange(2))
-    wavefront = _local_copies(images, shift, iterations, BatchRNG(seeds))
-    assert torch.equal(wavefront, sequential_copies(images, shift, iterations, BatchRNG(seeds)))
+    chained = _local_copies(images, shift, iterations, BatchRNG(seeds))
+    assert torch.equal(chained, sequential_copies(images, shift, iterations, BatchRNG(seeds)))
+
+
+def test_glass_blur_chain_ends_without_stopping_early_are_the_same() -> None:
+    # A GPU runs every pointer-doubling round; the CPU stops when all chains have ended.
+    from robench_plugins.distortions.blur import _chain_ends, _scan_order
+
+    order, region = _scan_order(40, 40, 3, torch.device("cpu"))
+    offsets = BatchRNG(sample_seeds(0, torch.arange(4))).integers(-3, 3, order.numel(), 2)
+    source = order[None] + offsets[..., 1] * 40 + offsets[..., 0]
+    early = _chain_ends(order, source, region, stop_early=True)
+    assert torch.equal(early, _chain_ends(order, source, region, stop_early=False))
+    assert not torch.equal(early, torch.arange(1600).expand(4, -1))  # the copies moved pixels
 
 
 def test_glass_blur_reproduces_the_reference_copy_not_swap() -> None:
@@ -115,7 +127,6 @@ def test_glass_blur_reproduces_the_reference_copy_not_swap() -> None:
     x = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
     x[0, 0], x[1, 1] = x[1, 1], x[0, 0]
     assert x[0, 0].tolist() == x[1, 1].tolist() == [9, 10, 11]
-    assert GlassBlur.cpu_chunk_values is None
 
 
 @pytest.mark.parametrize("severity", SEVERITIES)
