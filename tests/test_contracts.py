@@ -83,9 +83,13 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
         torch.testing.assert_close(alone, whole[i : i + 1], rtol=0, atol=1e-5)
 
 
-# distortions whose severity selects one number: a batch of mixed severities is one pass
-MIXING = {"brightness", "contrast", "fog", "frost", "gaussian_noise", "impulse_noise", "jpeg_compression", "occlusion",
-          "salt_and_pepper", "saturate", "shot_noise", "speckle_noise"}
+# distortions that distort a batch of mixed severities in one pass
+MIXING = {"brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_blur",
+          "gaussian_noise", "impulse_noise", "jpeg_compression", "motion_blur", "occlusion", "salt_and_pepper",
+          "saturate", "shot_noise", "snow", "speckle_noise", "zoom_blur"}
+# ... of which these filter a mixed batch with the largest kernel present (zero-bordered), whose
+# convolution or FFT rounds differently from a smaller kernel's
+MIXED_ROUNDING = {"defocus_blur"}
 
 
 @pytest.mark.parametrize("size", [32, 224])
@@ -100,7 +104,8 @@ def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size
     for severity in distortion.severities:
         rows = severities == severity
         alone = distortion(images, severity, BatchRNG(seeds))[rows]
-        tolerance = 0.0 if distortion.mixes_severities else 1e-5  # a grouped call sees fewer images
+        # a grouped call sees fewer images
+        tolerance = 1e-5 if not distortion.mixes_severities or distortion.name in MIXED_ROUNDING else 0.0
         torch.testing.assert_close(mixed[rows], alone, rtol=0, atol=tolerance)
 
 

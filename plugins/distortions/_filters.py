@@ -39,6 +39,35 @@ def gaussian_blur(
     return rows @ images @ cols.T
 
 
+def gaussian_blur_each(
+    images: torch.Tensor, sigmas: tuple[float | tuple[float, float], ...], which: torch.Tensor,
+    mode: str = "replicate", truncate: float = 4.0,
+) -> torch.Tensor:
+    """:func:`gaussian_blur` of image ``b`` with ``sigmas[which[b]]``, for the whole batch at once.
+
+    Args:
+        images: ``(B, ..., H, W)``.
+        sigmas: the choices of sigma (each a float or (rows, columns)).
+        which: int64 ``(B,)`` on the images' device: each image's index into ``sigmas``.
+    """
+    h, w = images.shape[-2:]
+    rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
+    batch = (images.shape[0],) + (1,) * (images.dim() - 3)
+    rows = rows.index_select(0, which).view(*batch, h, h)
+    cols = cols.index_select(0, which).view(*batch, w, w)
+    return rows @ images @ cols.transpose(-1, -2)
+
+
+@functools.lru_cache(maxsize=64)
+def _filter_stacks(h: int, w: int, sigmas: tuple, mode: str, truncate: float, device: torch.device,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The row and column filter matrices of each sigma, stacked: ``(S, H, H)`` and ``(S, W, W)``."""
+    pairs = [sigma if isinstance(sigma, tuple) else (sigma, sigma) for sigma in sigmas]
+    rows = torch.stack([filter_matrix(h, _gaussian_taps(sy, truncate), mode, device, dtype) for sy, _ in pairs])
+    cols = torch.stack([filter_matrix(w, _gaussian_taps(sx, truncate), mode, device, dtype) for _, sx in pairs])
+    return rows, cols
+
+
 @functools.lru_cache(maxsize=256)
 def _gaussian_taps(sigma: float, truncate: float) -> tuple[float, ...]:
     return tuple(gaussian_kernel1d(sigma, truncate, dtype=torch.float64).tolist())
@@ -124,7 +153,8 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
 
 def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101") -> torch.Tensor:
     """Correlate every channel with a 2-D ``kernel`` (odd sizes, anchored at the centre), as
-    ``cv2.filter2D`` with the given border mode.
+    ``cv2.filter2D`` with the given border mode; or image ``b`` with ``kernel[b]`` for a
+    ``(B, K, K)`` stack of kernels.
 
     All-zero border rows and columns of a host kernel are dropped first (they change nothing);
     a kernel already on the images' device is used as it is (trim it with
@@ -132,33 +162,36 @@ def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101
     Kernels up to 7x7 (up to 15x15 on the CPU, where a direct depthwise convolution beats the
     FFT) go through :func:`correlate`, larger ones through an FFT.
     """
-    if kernel.device.type == "cpu":
+    if kernel.device.type == "cpu" and kernel.dim() == 2:
         kernel = trim_zero_border(kernel)
-    kh, kw = kernel.shape
+    kh, kw = kernel.shape[-2:]
     b, c, h, w = images.shape
     x = pad(images.reshape(b * c, 1, h, w), (kw // 2, kw // 2, kh // 2, kh // 2), mode)
     weight = kernel.to(device=images.device, dtype=images.dtype)
+    if weight.dim() == 3:  # one kernel per image: one per plane
+        weight = weight.repeat_interleave(c, 0)[:, None]  # (B * C, 1, K, K), the planes' order
     if max(kh, kw) <= (15 if images.device.type == "cpu" else 7):
         out = correlate(x, weight)
     else:
         size = x.shape[-2:]
-        spectrum = torch.fft.rfft2(weight.flip(0, 1), s=size)
+        spectrum = torch.fft.rfft2(weight.flip(-2, -1), s=size)
         out = torch.fft.irfft2(torch.fft.rfft2(x) * spectrum, s=size)[..., kh - 1 :, kw - 1 :]
     return out.reshape(b, c, h, w)
 
 
 def correlate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Valid 2-D correlation of every ``(H, W)`` plane of ``x`` (``(..., H, W)``, padded
-    beforehand) with one ``(kh, kw)`` kernel, as ``F.conv2d`` with one channel.
+    beforehand) with one ``(kh, kw)`` kernel, as ``F.conv2d`` with one channel; or of plane
+    ``i`` (in ``x``'s order) with ``kernel[i]``, for ``(N, 1, kh, kw)`` kernels.
 
     The planes are laid out as the channels of one depthwise convolution: the same sums, but
     on the CPU 10-25x faster than a single-channel convolution over a batch of planes (oneDNN
     handles that layout poorly).
     """
     *lead, h, w = x.shape
-    kh, kw = kernel.shape
+    kh, kw = kernel.shape[-2:]
     planes = x.reshape(1, -1, h, w)
-    weight = kernel.reshape(1, 1, kh, kw).expand(planes.shape[1], 1, kh, kw)
+    weight = kernel.reshape(-1, 1, kh, kw).expand(planes.shape[1], 1, kh, kw)
     return F.conv2d(planes, weight, groups=planes.shape[1]).reshape(*lead, h - kh + 1, w - kw + 1)
 
 

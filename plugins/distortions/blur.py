@@ -15,8 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
-from robench_plugins.distortions._filters import disk_kernel, filter2d, gaussian_blur, pad, trim_zero_border
+from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl, to_device
+from robench_plugins.distortions._filters import (
+    disk_kernel,
+    filter2d,
+    gaussian_blur,
+    gaussian_blur_each,
+    pad,
+    trim_zero_border,
+)
 
 # sigma of the Gaussian blur
 _GAUSSIAN = {"imagenet-c": (1.0, 2.0, 3.0, 4.0, 6.0), "cifar-10-c": (0.4, 0.6, 0.7, 0.8, 1.0)}
@@ -57,6 +64,10 @@ class GaussianBlur(Distortion):
         sigma = _GAUSSIAN[self.table(*images.shape[-2:])][severity - 1]
         return gaussian_blur(images, sigma).clamp_(0.0, 1.0)
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        sigmas = _GAUSSIAN[self.table(*images.shape[-2:])]
+        return gaussian_blur_each(images, sigmas, _severity_index(severities, images)).clamp_(0.0, 1.0)
+
 
 class DefocusBlur(Distortion):
     """Defocus: convolution with an anti-aliased disk (OpenCV reflect-101 borders, as the reference)."""
@@ -68,6 +79,14 @@ class DefocusBlur(Distortion):
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         radius, alias = _DEFOCUS[self.table(*images.shape[-2:])][severity - 1]
         return filter2d(images, _defocus_kernel(radius, alias, images.device, images.dtype)).clamp_(0.0, 1.0)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        # each severity's disk, zero-bordered to the largest present: one filter per image
+        table = _DEFOCUS[self.table(*images.shape[-2:])]
+        present = tuple(torch.unique(severities.cpu()).tolist())
+        kernels = _defocus_kernels(tuple(table[s - 1] for s in present), images.device, images.dtype)
+        slot = self.per_sample([present.index(s) if s in present else 0 for s in range(1, 6)], severities, images)
+        return filter2d(images, kernels.index_select(0, slot.view(-1))).clamp_(0.0, 1.0)
 
 
 class GlassBlur(Distortion):
@@ -107,9 +126,12 @@ class MotionBlur(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        radius, sigma = _MOTION[self.table(*images.shape[-2:])][severity - 1]
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         angle = rng.uniform(1)[:, 0] * 90 - 45
-        return motion_blur(images, radius, sigma, angle).clamp_(0.0, 1.0)
+        weights = motion_weights(_MOTION[self.table(*images.shape[-2:])], severities, images.device)
+        return motion_blur(images, weights, angle).clamp_(0.0, 1.0)
 
 
 class ZoomBlur(Distortion):
@@ -128,17 +150,45 @@ class ZoomBlur(Distortion):
         total = images.clone()
         for factor in _ZOOM[table][severity - 1]:
             total += clipped_zoom(images, factor, centre_trim=table == "cifar-10-c")
-        return (total / (len(_ZOOM[table][severity - 1]) + 1)).clamp_(0.0, 1.0)
+        # a divisor tensor: CUDA would multiply by the reciprocal of a Python scalar
+        count = torch.full((), len(_ZOOM[table][severity - 1]) + 1.0, device=images.device)
+        return (total / count).clamp_(0.0, 1.0)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        # Every factor of the severities present, ascending; each image adds its own factors'
+        # zooms in the same order as alone (adding an exact zero for the others changes nothing).
+        table = self.table(*images.shape[-2:])
+        factors = _ZOOM[table]
+        present = torch.unique(severities.cpu()).tolist()
+        union = sorted({f for severity in present for f in factors[severity - 1]})
+        if len(union) > max(len(factors[severity - 1]) for severity in present):
+            # not nested (the ImageNet-C steps differ): zooming every image at every factor would
+            # cost more than it saves; each severity's images alone (no randomness to keep apart)
+            out = torch.empty_like(images)
+            for severity in present:
+                rows = to_device((severities.cpu() == severity).nonzero().flatten(), images.device)
+                out.index_copy_(0, rows, self.apply(images.index_select(0, rows), severity, rng))
+            return out
+        # uses[b, i]: 1 where image b's severity zooms by union[i], sent to the device at once
+        uses = torch.tensor([[float(factor in f) for factor in union] for f in factors], dtype=images.dtype)
+        uses = to_device(uses[severities.cpu() - 1], images.device)
+        total = images.clone()
+        for i, factor in enumerate(union):
+            total += clipped_zoom(images, factor, centre_trim=table == "cifar-10-c") * uses[:, i, None, None, None]
+        counts = self.per_sample([float(len(f) + 1) for f in factors], severities, images)
+        return (total / counts).clamp_(0.0, 1.0)
 
 
-def motion_blur(images: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """The reference's ``_motion_blur`` for ``(B, C, H, W)`` images and one angle (degrees) per
     image: a weighted sum of the image shifted along the angle with edges replicated, stopping
     where a shift leaves the image. Computed as one FFT convolution of the edge-padded images
-    with a per-image kernel holding each shift's weight."""
+    with a per-image kernel holding each shift's weight.
+
+    ``weights``: float64 ``(B, K)``, image ``b``'s weight of the shift by ``k`` pixels
+    (:func:`motion_weights`; zeros past an image's own kernel length)."""
     b, c, h, w = images.shape
-    width = 2 * radius + 1
-    weights = _motion_weights(radius, sigma, images.device)
+    width = weights.shape[1]
     steps = torch.arange(width, device=images.device, dtype=torch.float64)
     rad = torch.deg2rad(angle.to(torch.float64))
     dy = -torch.ceil(steps[None] * torch.sin(rad)[:, None] - 0.5).to(torch.int64)  # (B, width)
@@ -148,13 +198,34 @@ def motion_blur(images: torch.Tensor, radius: int, sigma: float, angle: torch.Te
     dy, dx = dy.clamp(-reach, reach), dx.clamp(-reach, reach)
     kernel = torch.zeros(b, 2 * reach + 1, 2 * reach + 1, dtype=torch.float64, device=images.device)
     batch = torch.arange(b, device=images.device)[:, None].expand(-1, width)
-    kernel.index_put_((batch, dy + reach, dx + reach), weights[None] * inside, accumulate=True)
+    kernel.index_put_((batch, dy + reach, dx + reach), weights * inside, accumulate=True)
     padded = pad(images, (reach, reach, reach, reach), "replicate")
     size = padded.shape[-2:]
     spectrum = torch.fft.rfft2(kernel.to(images.dtype), s=size)[:, None]
     out = torch.fft.irfft2(torch.fft.rfft2(padded) * spectrum, s=size)
     # circular convolution: output (y, x) of the padded frame sits at (y + 2 * reach, ...)
     return out[..., 2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w]
+
+
+def motion_weights(table: tuple[tuple[int, float], ...], severities: torch.Tensor,
+                   device: torch.device) -> torch.Tensor:
+    """Each image's motion-blur weights for its severity's (radius, sigma) in ``table``, float64
+    ``(B, K)`` on ``device`` with K the table's longest kernel: every severity shares one kernel
+    size, so an image's blur does not depend on the severities beside it."""
+    index = Distortion.per_sample(range(len(table)), severities, torch.empty(0, device=device)).view(-1)
+    return _motion_weight_table(table, device).index_select(0, index)
+
+
+@functools.lru_cache(maxsize=16)
+def _motion_weight_table(table: tuple[tuple[int, float], ...], device: torch.device) -> torch.Tensor:
+    """The reference's weights exp(-k^2 / (2 sigma^2)), k = 0..2 radius, normalised, of each
+    (radius, sigma), zero-padded to the longest: ``(S, K)`` float64."""
+    width = max(2 * radius + 1 for radius, _ in table)
+    rows = torch.zeros(len(table), width, dtype=torch.float64)
+    for row, (radius, sigma) in enumerate(table):
+        weights = torch.exp(-torch.arange(2 * radius + 1, dtype=torch.float64) ** 2 / (2 * sigma**2))
+        rows[row, : 2 * radius + 1] = weights / weights.sum()
+    return rows.to(device)
 
 
 def clipped_zoom(images: torch.Tensor, factor: float, centre_trim: bool = False) -> torch.Tensor:
@@ -240,6 +311,11 @@ def _scan_order(h: int, w: int, shift: int, device: torch.device) -> tuple[torch
     return order.to(device), region.to(device)
 
 
+def _severity_index(severities: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Each sample's severity - 1, int64 ``(B,)`` on ``like``'s device (sent without waiting)."""
+    return Distortion.per_sample(range(5), severities, like).view(-1)
+
+
 @functools.lru_cache(maxsize=64)
 def _defocus_kernel(radius: float, alias: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """The defocus disk (:func:`disk_kernel`), zero border trimmed, on ``device``."""
@@ -247,10 +323,12 @@ def _defocus_kernel(radius: float, alias: float, device: torch.device, dtype: to
 
 
 @functools.lru_cache(maxsize=64)
-def _motion_weights(radius: int, sigma: float, device: torch.device) -> torch.Tensor:
-    """The reference's motion-blur weights exp(-k^2 / (2 sigma^2)), k = 0..2 radius, normalised."""
-    weights = torch.exp(-torch.arange(2 * radius + 1, dtype=torch.float64) ** 2 / (2 * sigma**2))
-    return (weights / weights.sum()).to(device)
+def _defocus_kernels(params: tuple[tuple[float, float], ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The defocus kernels of several (radius, alias) pairs, each zero-bordered to the largest:
+    ``(S, K, K)``."""
+    kernels = [trim_zero_border(disk_kernel(radius, alias)) for radius, alias in params]
+    size = max(k.shape[0] for k in kernels)
+    return torch.stack([F.pad(k, [(size - k.shape[0]) // 2] * 4) for k in kernels]).to(device=device, dtype=dtype)
 
 
 @hookimpl

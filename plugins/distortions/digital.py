@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
-from robench_plugins.distortions._filters import gaussian_blur
+from robench_plugins.distortions._filters import gaussian_blur, gaussian_blur_each
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 from robench_plugins.distortions._parametric import OneParameter
 
@@ -152,6 +152,24 @@ class ElasticTransform(Distortion):
         field = _smooth(field, sigma) * alpha
         return _sample(images, field[:, 1], field[:, 0], "symmetric").clamp_(0.0, 1.0)
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        h, w = images.shape[-2:]
+        if self.table(h, w) == "imagenet-c":
+            alphas = self.per_sample(_ELASTIC_IMAGENET, severities, images)
+            spread, sigmas = 0.005 * h, ((0.01 * h, 0.01 * w),) * 5
+        else:
+            float64 = torch.empty(0, dtype=torch.float64, device=images.device)  # the affine is float64
+            jitter = self.per_sample([affine * h for _, _, affine in _ELASTIC_CIFAR], severities, float64)
+            images = _random_affine(images, jitter.view(-1, 1, 1), rng)
+            alphas = self.per_sample([alpha_f * h for alpha_f, _, _ in _ELASTIC_CIFAR], severities, images)
+            # alpha 0 leaves the image as it is: any sigma serves (1 px: the table's has none)
+            spread, sigmas = 1.0, tuple((s * h, s * w) if s else (1.0, 1.0) for _, s, _ in _ELASTIC_CIFAR)
+        field = rng.uniform(2, h, w).to(images.dtype) * (2 * spread) - spread
+        which = self.per_sample(range(5), severities, images).view(-1)
+        field = gaussian_blur_each(field, sigmas, which, mode="symmetric", truncate=3.0) * alphas
+        displaced = _sample(images, field[:, 1], field[:, 0], "symmetric")
+        return torch.where(alphas == 0, images, displaced).clamp_(0.0, 1.0)
+
 
 @functools.lru_cache(maxsize=64)
 def _box_taps(size: int, out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -224,9 +242,10 @@ def _sample(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, border: st
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
 
 
-def _random_affine(images: torch.Tensor, jitter: float, rng: BatchRNG) -> torch.Tensor:
+def _random_affine(images: torch.Tensor, jitter: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
     """Hendrycks' CIFAR affine step: three points around the centre, each moved by up to
-    ``jitter`` pixels, define the affine map (``cv2.getAffineTransform`` + ``warpAffine``)."""
+    ``jitter`` pixels (or a float64 ``(B, 1, 1)`` jitter per image), define the affine map
+    (``cv2.getAffineTransform`` + ``warpAffine``)."""
     b, _, h, w = images.shape
     device = images.device  # all of it there: a round trip through the host would wait for the device
     centre, third = (h // 2, w // 2), min(h, w) // 3

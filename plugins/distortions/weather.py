@@ -16,7 +16,7 @@ from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._parametric import OneParameter
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
-from robench_plugins.distortions.blur import clipped_zoom, motion_blur
+from robench_plugins.distortions.blur import clipped_zoom, motion_blur, motion_weights
 
 # (strength, wibble decay) of the plasma fog
 _FOG = {
@@ -83,19 +83,30 @@ class Snow(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
         table = self.table(h, w)
-        mean, std, zoom, threshold, radius, sigma, blend = _SNOW[table][severity - 1]
+        params = _SNOW[table]
+
+        def each(values: list[float]) -> torch.Tensor:
+            return self.per_sample(values, severities, images)
+
+        mean, std, threshold = (each([p[i] for p in params]) for i in (0, 1, 3))
         layer = (mean + std * rng.normal(1, h, w)).to(images.dtype)
-        layer = clipped_zoom(layer, zoom, centre_trim=table == "cifar-10-c")
-        layer = torch.where(layer < threshold, torch.zeros_like(layer), layer).clamp_(0.0, 1.0)
+        zooms = each([p[2] for p in params])
+        zoomed = layer
+        for zoom in sorted({params[s - 1][2] for s in torch.unique(severities.cpu()).tolist()}):
+            zoomed = torch.where(zooms == zoom, clipped_zoom(layer, zoom, centre_trim=table == "cifar-10-c"), zoomed)
+        layer = torch.where(zoomed < threshold, torch.zeros_like(zoomed), zoomed).clamp_(0.0, 1.0)
         if table == "cifar-10-c":  # the CIFAR script hands the layer to ImageMagick as uint8
             layer = (layer * 255).floor_() / 255
         angle = rng.uniform(1)[:, 0] * 90 - 135
-        layer = motion_blur(layer, radius, sigma, angle)
+        layer = motion_blur(layer, motion_weights(tuple((p[4], p[5]) for p in params), severities, images.device), angle)
         layer = (layer * 255).round_() / 255  # the reference stores the layer as uint8
         lifted = torch.maximum(images, grayscale(images) * 1.5 + 0.5)
-        base = blend * images + (1 - blend) * lifted
+        base = each([p[6] for p in params]) * images + each([1 - p[6] for p in params]) * lifted
         return (base + layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 

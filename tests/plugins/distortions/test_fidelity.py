@@ -21,7 +21,7 @@ from scipy import ndimage
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._fractal import plasma_fractal
-from robench_plugins.distortions.blur import ZoomBlur, _local_copies, motion_blur
+from robench_plugins.distortions.blur import ZoomBlur, _local_copies, motion_blur, motion_weights
 
 from reference import imagecorruptions, psnr, real_images, reference, to_uint8_hwc
 
@@ -68,7 +68,11 @@ def test_motion_blur_kernel_is_the_reference_at_given_angles() -> None:
     images = real_images(6, 32)
     angles = torch.tensor([-45.0, -20.0, 0.0, 13.7, 33.0, 45.0])
     for radius, sigma in [(10, 3), (20, 15), (6, 1), (9, 2.5)]:
-        mine = motion_blur(images.double(), radius, sigma, angles)
+        # in a table beside a longer kernel: its weights zero-padded, the same blur
+        table = ((radius, sigma), (25, 3.0))
+        weights = motion_weights(table, torch.ones(6, dtype=torch.int64), torch.device("cpu"))
+        assert weights.shape == (6, 51)
+        mine = motion_blur(images.double(), weights, angles)
         for k in range(6):
             expected = ic.corruptions._motion_blur(images[k].permute(1, 2, 0).double().numpy(), radius, sigma,
                                                    float(angles[k]))
