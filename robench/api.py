@@ -171,6 +171,20 @@ class Distortion(_Plugin, ABC):
         """
         raise NotImplementedError
 
+    def apply_grouped(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        """One :meth:`apply` per severity present, each on its samples (what a distortion without
+        :meth:`apply_mixed` gets); for an :meth:`apply_mixed` to fall back on for the mixes it
+        cannot do in one pass. Arguments as for :meth:`apply_mixed`."""
+        out = torch.empty_like(images)
+        parts = []
+        for severity in torch.unique(severities).tolist():
+            index = to_device((severities == severity).nonzero().flatten(), images.device)
+            parts.append(rng.subset(index))  # every group starts at rng's streams
+            out.index_copy_(0, index, self.apply(images.index_select(0, index), severity, parts[-1]))
+        for part in parts:
+            rng.catch_up(part)
+        return out
+
     @property
     def mixes_severities(self) -> bool:
         """Whether :meth:`apply_mixed` is implemented (a batch of mixed severities is one pass)."""
@@ -200,17 +214,8 @@ class Distortion(_Plugin, ABC):
             self.check_severity(severity)
         if len(present) == 1:
             return self(images, present[0], rng)
-        if self.mixes_severities:
-            return self._run(images, rng, lambda x, rows, part: self.apply_mixed(x, severities[rows], part))
-        out = torch.empty_like(images)
-        groups = [(severity, to_device((severities == severity).nonzero().flatten(), images.device))
-                  for severity in present]
-        parts = [rng.subset(index) for _, index in groups]  # every group starts at rng's streams
-        for (severity, index), part in zip(groups, parts):
-            out.index_copy_(0, index, self(images.index_select(0, index), severity, part))
-        for part in parts:
-            rng.catch_up(part)
-        return out
+        apply = self.apply_mixed if self.mixes_severities else self.apply_grouped
+        return self._run(images, rng, lambda x, rows, part: apply(x, severities[rows], part))
 
     def _run(self, images: torch.Tensor, rng: BatchRNG, apply: Callable[..., torch.Tensor]) -> torch.Tensor:
         """``apply(images, rows, rng)`` on the whole batch, or chunk by chunk on the CPU, with

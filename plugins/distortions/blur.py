@@ -113,6 +113,20 @@ class GlassBlur(Distortion):
         displaced = _local_copies(blurred, shift, iterations, rng)
         return gaussian_blur(displaced, sigma).clamp_(0.0, 1.0)
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        table = _GLASS[self.table(*images.shape[-2:])]
+        present = torch.unique(severities.cpu()).tolist()
+        shifts = {table[severity - 1][1] for severity in present}
+        if len(shifts) > 1:  # the scan's region depends on the shift (ImageNet-C): apart
+            return self.apply_grouped(images, severities, rng)
+        sigmas = tuple(sigma for sigma, _, _ in table)
+        which = _severity_index(severities, images)
+        blurred = (gaussian_blur_each(images, sigmas, which) * 255).floor_().clamp_(0, 255) / 255
+        iterations = self.per_sample([count for _, _, count in table], severities, images).view(-1)
+        most = max(table[severity - 1][2] for severity in present)
+        displaced = _local_copies(blurred, shifts.pop(), most, rng, iterations)
+        return gaussian_blur_each(displaced, sigmas, which).clamp_(0.0, 1.0)
+
 
 class MotionBlur(Distortion):
     """Motion blur along a random angle in [-45, 45] degrees per image.
@@ -163,12 +177,8 @@ class ZoomBlur(Distortion):
         union = sorted({f for severity in present for f in factors[severity - 1]})
         if len(union) > max(len(factors[severity - 1]) for severity in present):
             # not nested (the ImageNet-C steps differ): zooming every image at every factor would
-            # cost more than it saves; each severity's images alone (no randomness to keep apart)
-            out = torch.empty_like(images)
-            for severity in present:
-                rows = to_device((severities.cpu() == severity).nonzero().flatten(), images.device)
-                out.index_copy_(0, rows, self.apply(images.index_select(0, rows), severity, rng))
-            return out
+            # cost more than it saves
+            return self.apply_grouped(images, severities, rng)
         # uses[b, i]: 1 where image b's severity zooms by union[i], sent to the device at once
         uses = torch.tensor([[float(factor in f) for factor in union] for f in factors], dtype=images.dtype)
         uses = to_device(uses[severities.cpu() - 1], images.device)
@@ -243,8 +253,10 @@ def clipped_zoom(images: torch.Tensor, factor: float, centre_trim: bool = False)
     return zoomed[..., top : top + h, left : left + w]
 
 
-def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRNG) -> torch.Tensor:
-    """The reference's scan ``x[p] = x[p + d]``, d uniform in [-shift, shift)^2, by pointer jumping.
+def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRNG,
+                  each: torch.Tensor | None = None) -> torch.Tensor:
+    """The reference's scan ``x[p] = x[p + d]``, d uniform in [-shift, shift)^2, by pointer jumping,
+    ``iterations`` times (image ``b`` only ``each[b]`` times, if given: it ignores the later draws).
 
     Scanning from the bottom-right, a pixel reads a source already overwritten (one later in
     raster order, inside the scanned region) or one still original. So its final value is the
@@ -258,10 +270,12 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
     if order.numel() == 0:
         return images
     x = images.reshape(b, c, h * w)
-    for _ in range(iterations):
+    for iteration in range(iterations):
         offsets = rng.integers(-shift, shift, order.numel(), 2)  # (B, P, (dx, dy)), in draw order
         source = order[None] + offsets[..., 1] * w + offsets[..., 0]
         ends = _chain_ends(order, source, region, stop_early=images.device.type == "cpu")
+        if each is not None:  # images past their own count stay as they are
+            ends = torch.where((each > iteration)[:, None], ends, torch.arange(h * w, device=ends.device))
         x = x.gather(2, ends[:, None].expand(-1, c, -1))
     return x.reshape(b, c, h, w)
 
