@@ -120,6 +120,47 @@ class Pixelate(Distortion):
         # Pillow's nearest upscale samples floor((o + 0.5) * in / out): torch's "nearest-exact"
         return F.interpolate(small, size=(h, w), mode="nearest-exact")
 
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        # Each image's own resize matrices, zero-padded to the largest small size: the padded
+        # outputs are 0 and the upscale reads none of them, so every sum is the one alone (exact).
+        h, w = images.shape[-2:]
+        table = self.table(h, w)
+        stack = _pixelate_stack(h, w, _PIXELATE[table], table == "cifar-10-c", images.device)
+        which = self.per_sample(range(5), severities, images).view(-1)
+        down_w, weight_w, down_h, weight_h, up_h, up_w = (part.index_select(0, which)[:, None] for part in stack)
+        x = _fixed_point((images * 255).round_() @ down_w.transpose(-1, -2), weight_w[..., None, :])
+        small = _fixed_point(down_h @ x, weight_h[..., None]).div_(255).to(images.dtype)
+        return up_h @ small @ up_w.transpose(-1, -2)
+
+
+@functools.lru_cache(maxsize=16)
+def _pixelate_stack(h: int, w: int, factors: tuple[float, ...], box_upscale: bool,
+                    device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per factor, stacked and zero-padded to the largest small size: the BOX downscale taps
+    along the columns ``(S, Mw, W)`` and their fixed-point weights ``(S, Mw)``, the same along
+    the rows, and the 0/1 upscale matrices ``(S, H, Mh)``, ``(S, W, Mw)`` (BOX, or Pillow's
+    nearest neighbour as torch's ``nearest-exact``)."""
+    sizes = [(max(1, int(h * f)), max(1, int(w * f))) for f in factors]
+    most_h, most_w = max(sh for sh, _ in sizes), max(sw for _, sw in sizes)
+
+    def down(size: int, out: int, most: int) -> tuple[torch.Tensor, torch.Tensor]:
+        taps, weight = _box_taps(size, out, torch.device("cpu"))
+        if weight is None:  # a factor near 1 may keep the size: one tap each, weight 2^22
+            weight = torch.full((out,), _FIXED_ONE, dtype=torch.int32)
+        return F.pad(taps, (0, 0, 0, most - out)), F.pad(weight, (0, most - out))
+
+    def up(small: int, size: int, most: int) -> torch.Tensor:
+        if box_upscale:
+            taps, _ = _box_taps(small, size, torch.device("cpu"))
+        else:  # the source index of each output pixel, by torch's own rule
+            ramp = torch.arange(small, dtype=torch.float32).view(1, 1, small)
+            source = F.interpolate(ramp, size=size, mode="nearest-exact").view(-1).long()
+            taps = F.one_hot(source, small).float()
+        return F.pad(taps, (0, most - small))
+
+    parts = [(*down(w, sw, most_w), *down(h, sh, most_h), up(sh, h, most_h), up(sw, w, most_w)) for sh, sw in sizes]
+    return tuple(torch.stack(column).to(device) for column in zip(*parts))
+
 
 class ElasticTransform(Distortion):
     """Elastic deformation by a smoothed random displacement field.
