@@ -8,6 +8,7 @@ import torch
 from robench.api import ConfigError, Dataset, Distortion, Method
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+from robench_plugins.distortions import _device
 
 from conftest import uniform_images
 
@@ -107,6 +108,15 @@ def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size
         # a grouped call sees fewer images
         tolerance = 1e-5 if not distortion.mixes_severities or distortion.name in MIXED_ROUNDING else 0.0
         torch.testing.assert_close(mixed[rows], alone, rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_one_pass_mixes_equal_each_severity_alone_where_launches_dominate(
+        distortion: Distortion, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A few distortions take their one-pass mix only on GPUs (a CPU groups by severity instead):
+    # that path, run here on the CPU as a GPU would choose it.
+    monkeypatch.setattr(_device, "launch_bound", lambda device: True)
+    test_mixed_severities_equal_each_severity_alone(distortion, size)
 
 
 def test_mixed_severities_are_checked(distortion: Distortion) -> None:

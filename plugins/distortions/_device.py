@@ -16,3 +16,10 @@ import torch
 def constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``torch.tensor(values, dtype=dtype)`` on ``device``, made once."""
     return torch.tensor(values, dtype=dtype).to(device)
+
+
+def launch_bound(device: torch.device) -> bool:
+    """Whether kernel launches rather than arithmetic bound a distortion's work on ``device``:
+    true on GPUs, false on the CPU. A mixed-severity pass that does more arithmetic than one
+    pass per severity (a larger kernel, more zooms for every image) pays only where this holds."""
+    return device.type != "cpu"

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl, to_device
+from robench_plugins.distortions import _device
 from robench_plugins.distortions._filters import (
     disk_kernel,
     filter2d,
@@ -85,6 +86,10 @@ class DefocusBlur(Distortion):
         table = _DEFOCUS[self.table(*images.shape[-2:])]
         present = tuple(torch.unique(severities.cpu()).tolist())
         kernels = _defocus_kernels(tuple(table[s - 1] for s in present), images.device, images.dtype)
+        if not _device.launch_bound(images.device) and kernels.shape[-1] <= 15:
+            # a direct convolution's work grows with the kernel: where work costs more than
+            # launches, each severity's images with their own smaller disk are faster
+            return self.apply_grouped(images, severities, rng)
         slot = self.per_sample([present.index(s) if s in present else 0 for s in range(1, 6)], severities, images)
         return filter2d(images, kernels.index_select(0, slot.view(-1))).clamp_(0.0, 1.0)
 
@@ -175,9 +180,10 @@ class ZoomBlur(Distortion):
         factors = _ZOOM[table]
         present = torch.unique(severities.cpu()).tolist()
         union = sorted({f for severity in present for f in factors[severity - 1]})
-        if len(union) > max(len(factors[severity - 1]) for severity in present):
-            # not nested (the ImageNet-C steps differ): zooming every image at every factor would
-            # cost more than it saves
+        nested = len(union) == max(len(factors[severity - 1]) for severity in present)
+        if not (nested and _device.launch_bound(images.device)):
+            # every image zoomed at every factor costs more work than it saves kernel launches,
+            # unless launches dominate and the lists are nested (not ImageNet-C's steps)
             return self.apply_grouped(images, severities, rng)
         # uses[b, i]: 1 where image b's severity zooms by union[i], sent to the device at once
         uses = torch.tensor([[float(factor in f) for factor in union] for f in factors], dtype=images.dtype)
