@@ -87,7 +87,8 @@ def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> Non
 # distortions that distort a batch of mixed severities in one pass
 MIXING = {"brightness", "contrast", "defocus_blur", "elastic_transform", "fog", "frost", "gaussian_blur",
           "gaussian_noise", "glass_blur", "impulse_noise", "jpeg_compression", "motion_blur", "occlusion",
-          "pixelate", "salt_and_pepper", "saturate", "shot_noise", "snow", "speckle_noise", "zoom_blur"}
+          "pixelate", "salt_and_pepper", "saturate", "shot_noise", "snow", "spatter", "speckle_noise",
+          "zoom_blur"}
 # ... of which these filter a mixed batch with the largest kernel present (zero-bordered), whose
 # convolution or FFT rounds differently from a smaller kernel's
 MIXED_ROUNDING = {"defocus_blur"}

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robench.api import Distortion, to_device
 from robench.rng import BatchRNG
 from robench_plugins.distortions._device import constant
-from robench_plugins.distortions._filters import correlate, gaussian_blur, pad
+from robench_plugins.distortions._filters import correlate, gaussian_blur, gaussian_blur_each, pad
 
 # (loc, scale, sigma, threshold, intensity, mud) per severity 1..5.
 SPATTER_TABLES: dict[str, tuple[tuple[float, float, float, float, float, int], ...]] = {
@@ -83,16 +84,54 @@ def spatter(
     return _water(images, layer, intensity)
 
 
-def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float, intensity: float) -> torch.Tensor:
-    """Opaque brown blobs where the field exceeds the threshold, with blurred, cut-off edges."""
+def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, float, float, int], ...],
+                 severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+    """:func:`spatter` of image ``b`` with ``table[severities[b] - 1]``, pixel for pixel, in one
+    pass: one noise field and blur for the whole batch, then its water images together and its
+    mud images together. ``severities``: int64 ``(B,)`` on the CPU."""
+    h, w = images.shape[-2:]
+    float64 = torch.empty(0, dtype=torch.float64, device=images.device)
+
+    def each(column: int, rows: torch.Tensor = severities, like: torch.Tensor = float64) -> torch.Tensor:
+        return Distortion.per_sample([row[column] for row in table], rows, like)
+
+    which = Distortion.per_sample(range(len(table)), severities, float64).view(-1)
+    noise = rng.normal(h, w).to(images.device, torch.float64)
+    field = noise[:, None] * each(1) + each(0)
+    layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)
+    layer = torch.where(layer < each(3), 0.0, layer)
+    mud = torch.tensor([row[5] for row in table])[severities - 1].bool()
+    out = torch.empty_like(images) if bool(mud.any()) and not bool(mud.all()) else None
+    for is_mud in (False, True):
+        rows = (mud == is_mud).nonzero().flatten()
+        if rows.numel() == 0:
+            continue
+        part, index = severities[rows], to_device(rows, images.device)
+        x, field_part = (images, layer) if out is None else (images[index], layer[index])
+        if is_mud:
+            intensities = tuple(row[4] for row in table)
+            result = _mud(x, field_part, each(3, part), intensities, which.index_select(0, index))
+        else:
+            result = _water(x, field_part, each(4, part, images))
+        if out is None:
+            return result
+        out.index_copy_(0, index, result)
+    return out
+
+
+def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Tensor,
+         intensity: float | tuple[float, ...], which: torch.Tensor | None = None) -> torch.Tensor:
+    """Opaque brown blobs where the field exceeds the threshold, with blurred, cut-off edges
+    (blurred with sigma ``intensity``, or ``intensity[which[b]]`` for image ``b``)."""
     # float64, as scipy accumulates (and float32 convolutions may round by batch size).
-    m = gaussian_blur((layer > threshold).double(), intensity).to(images.dtype)
+    mask = (layer > threshold).double()
+    m = (gaussian_blur(mask, intensity) if which is None else gaussian_blur_each(mask, intensity, which)).to(images.dtype)
     m = torch.where(m < 0.8, 0.0, m)
     colour = constant(_MUD, images.device, images.dtype).view(1, 3, 1, 1)
     return (images * (1 - m) + colour * m).clamp_(0.0, 1.0)
 
 
-def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float) -> torch.Tensor:
+def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float | torch.Tensor) -> torch.Tensor:
     """Embossed pale-turquoise droplets: the reference's Canny / distance / equalise / emboss chain."""
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
     dist = _truncated_distance(_canny(level, 50, 150))

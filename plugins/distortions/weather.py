@@ -15,7 +15,7 @@ from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._parametric import OneParameter
-from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter
+from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter, spatter_each
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur, motion_weights
 
 # (strength, wibble decay) of the plasma fog
@@ -169,6 +169,9 @@ class Spatter(Distortion):
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         return spatter(images, SPATTER_TABLES[self.table(*images.shape[-2:])][severity - 1], rng)
+
+    def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        return spatter_each(images, SPATTER_TABLES[self.table(*images.shape[-2:])], severities, rng)
 
 
 def frost_texture(rng: BatchRNG, height: int, width: int) -> torch.Tensor:
