@@ -279,7 +279,11 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
     for iteration in range(iterations):
         offsets = rng.integers(-shift, shift, order.numel(), 2)  # (B, P, (dx, dy)), in draw order
         source = order[None] + offsets[..., 1] * w + offsets[..., 0]
-        ends = _chain_ends(order, source, region, stop_early=images.device.type == "cpu")
+        if shift == 1:  # offsets in {-1, 0}^2 never point later in raster order: no chains
+            ends = torch.arange(h * w, device=images.device).expand(b, -1).clone()
+            ends[:, order] = source
+        else:
+            ends = _chain_ends(order, source, region, stop_early=images.device.type == "cpu")
         if each is not None:  # images past their own count stay as they are
             ends = torch.where((each > iteration)[:, None], ends, torch.arange(h * w, device=ends.device))
         x = x.gather(2, ends[:, None].expand(-1, c, -1))
