@@ -306,15 +306,18 @@ def _chain_ends(order: torch.Tensor, source: torch.Tensor, region: torch.Tensor,
     target[:, order] = source
     follow = torch.zeros(b, n, dtype=torch.bool, device=source.device)
     follow[:, order] = region[source] & (source > order)
-    done = ~follow
-    # pointer doubling: after r rounds, `target` is 2^r copies along or the chain's end (done)
+    done = (~follow).view(-1)
+    # Pointer doubling over the whole batch as one flat int32 array of positions (b * n + p):
+    # after r rounds, each entry is 2^r copies along its chain, or the chain's end (done).
+    first = (torch.arange(b, device=source.device) * n)[:, None]
+    flat = (target + first).to(torch.int32).view(-1)
     for _ in range(max(1, math.ceil(math.log2(order.numel() + 1)))):
         if stop_early and bool(done.all()):
             break
-        reached_done = done.gather(1, target)
-        target = torch.where(done, target, target.gather(1, target))
+        reached_done = done.index_select(0, flat)
+        flat = torch.where(done, flat, flat.index_select(0, flat))
         done |= reached_done
-    return target
+    return flat.view(b, n) - first
 
 
 @functools.lru_cache(maxsize=64)
