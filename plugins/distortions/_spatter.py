@@ -198,12 +198,15 @@ def _non_max_suppression(gx: torch.Tensor, gy: torch.Tensor, mag: torch.Tensor) 
     )
 
 
-def _hysteresis(strong: torch.Tensor, weak: torch.Tensor) -> torch.Tensor:
+def _hysteresis(strong: torch.Tensor, weak: torch.Tensor, rounds_per_check: int | None = None) -> torch.Tensor:
     """Pixels of ``weak`` 8-connected through ``weak`` to a ``strong`` one (``strong`` within ``weak``).
 
     Grown a ring at a time until nothing changes, which is exact (as OpenCV's stack-based
     tracing) whatever the length of a weak chain. Only the weak-but-not-strong pixels can change,
-    and they are few, so each round gathers just their 8 neighbours, over the whole batch.
+    and they are few, so each round gathers just their 8 neighbours, over the whole batch. How
+    many rounds a batch needs is known only on the device: the host reads back whether anything
+    grew once per round on the CPU, and once per 8 rounds on a GPU (extra rounds change nothing),
+    so the device waits for the host rarely.
     """
     b, _, h, w = strong.shape
     edges = strong.new_zeros(b, 1, h + 2, w + 2)  # a zero frame: neighbours never cross images
@@ -212,15 +215,20 @@ def _hysteresis(strong: torch.Tensor, weak: torch.Tensor) -> torch.Tensor:
     pending = torch.zeros_like(edges)
     pending[..., 1:-1, 1:-1] = weak & ~strong
     pending = pending.view(-1).nonzero().squeeze(1)
+    if pending.numel() == 0:
+        return edges[..., 1:-1, 1:-1]
     offsets = constant((-w - 3, -w - 2, -w - 1, -1, 1, w + 1, w + 2, w + 3), strong.device, torch.int64)
     neighbours = pending[:, None] + offsets
-    while pending.numel():
-        reached = flat[neighbours].any(dim=1)
-        if not reached.any():
-            break
-        flat[pending[reached]] = True
-        pending, neighbours = pending[~reached], neighbours[~reached]
-    return edges[..., 1:-1, 1:-1]
+    if rounds_per_check is None:
+        rounds_per_check = 1 if strong.device.type == "cpu" else 8
+    grown = 0
+    while True:
+        for _ in range(rounds_per_check):
+            flat[pending] = flat[neighbours].any(dim=1) | flat[pending]
+        count = int(flat[pending].sum())  # the host waits here, once per check
+        if count == grown:
+            return edges[..., 1:-1, 1:-1]
+        grown = count
 
 
 def _truncated_distance(edges: torch.Tensor) -> torch.Tensor:

@@ -121,3 +121,39 @@ def test_cifar_table_damage_grows_with_severity() -> None:
     # Pinned to this implementation, to notice changes.
     assert mean_psnr[2] == pytest.approx(22.655, abs=0.5)
     assert mean_psnr[4] == pytest.approx(22.292, abs=0.5)
+
+
+def test_canny_is_opencv_canny() -> None:
+    import cv2
+
+    from robench_plugins.distortions._spatter import _canny
+
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand(6, 1, 40, 52, generator=generator)
+    # smooth random fields give long, winding weak edges between the two thresholds
+    levels = torch.nn.functional.avg_pool2d(noise * 255, 5, stride=1, padding=2).floor()
+    ours = _canny(levels, 50, 150)
+    for image, mask in zip(levels[:, 0].numpy().astype(np.uint8), ours[:, 0]):
+        assert torch.equal(mask, torch.from_numpy(cv2.Canny(image, 50, 150) > 0))
+
+
+@pytest.mark.parametrize("rounds_per_check", [1, 8])
+def test_hysteresis_follows_weak_chains_of_any_length(rounds_per_check: int) -> None:
+    from scipy import ndimage
+
+    from robench_plugins.distortions._spatter import _hysteresis
+
+    weak = torch.zeros(2, 1, 30, 30, dtype=torch.bool)
+    weak[0, 0, 0:25:4, 1:-1] = True  # a serpentine of 7 rows joined at alternate ends: 200+ pixels long
+    for row in range(0, 24, 4):
+        weak[0, 0, row + 1 : row + 4, 28 if row % 8 == 0 else 1] = True
+    weak[1] = torch.rand(1, 30, 30, generator=torch.Generator().manual_seed(1)) < 0.5
+    strong = torch.zeros_like(weak)
+    strong[0, 0, 24, 2] = True  # the serpentine's far end
+    strong[1, 0, 15, 15] = weak[1, 0, 15, 15] = True
+    out = _hysteresis(strong, weak, rounds_per_check)
+    for i in range(2):
+        labels, _ = ndimage.label(weak[i, 0].numpy(), structure=np.ones((3, 3)))
+        kept = np.isin(labels, np.unique(labels[strong[i, 0].numpy()])) & (labels > 0)
+        assert torch.equal(out[i, 0], torch.from_numpy(kept))
+    assert torch.equal(out[0], weak[0])  # the whole serpentine, reached from its far end
