@@ -198,6 +198,12 @@ class Distortion(_Plugin, ABC):
         table = torch.tensor(values, dtype=torch.float64 if dtype.is_floating_point else dtype)
         return to_device(table[severities.cpu() - 1].to(dtype).view(-1, 1, 1, 1), like.device)
 
+    @staticmethod
+    def severity_index(severities: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """Each sample's ``severity - 1``, int64 ``(B,)`` on ``device`` (copied without waiting
+        for it): the rows to pick from a per-severity stack of kernels or matrices."""
+        return to_device(severities.cpu().to(torch.int64) - 1, device)
+
     def __call__(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         self.check_severity(severity)
         return self._run(images, rng, lambda x, rows, part: self.apply(x, severity, part))

@@ -95,7 +95,7 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
     def each(column: int, rows: torch.Tensor = severities, like: torch.Tensor = float64) -> torch.Tensor:
         return Distortion.per_sample([row[column] for row in table], rows, like)
 
-    which = Distortion.per_sample(range(len(table)), severities, float64).view(-1)
+    which = Distortion.severity_index(severities, images.device)
     noise = rng.normal(h, w).to(images.device, torch.float64)
     field = noise[:, None] * each(1) + each(0)
     layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)

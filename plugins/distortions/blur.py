@@ -67,7 +67,7 @@ class GaussianBlur(Distortion):
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         sigmas = _GAUSSIAN[self.table(*images.shape[-2:])]
-        return gaussian_blur_each(images, sigmas, _severity_index(severities, images)).clamp_(0.0, 1.0)
+        return gaussian_blur_each(images, sigmas, self.severity_index(severities, images.device)).clamp_(0.0, 1.0)
 
 
 class DefocusBlur(Distortion):
@@ -125,7 +125,7 @@ class GlassBlur(Distortion):
         if len(shifts) > 1:  # the scan's region depends on the shift (ImageNet-C): apart
             return self.apply_grouped(images, severities, rng)
         sigmas = tuple(sigma for sigma, _, _ in table)
-        which = _severity_index(severities, images)
+        which = self.severity_index(severities, images.device)
         blurred = (gaussian_blur_each(images, sigmas, which) * 255).floor_().clamp_(0, 255) / 255
         iterations = self.per_sample([count for _, _, count in table], severities, images).view(-1)
         most = max(table[severity - 1][2] for severity in present)
@@ -228,8 +228,7 @@ def motion_weights(table: tuple[tuple[int, float], ...], severities: torch.Tenso
     """Each image's motion-blur weights for its severity's (radius, sigma) in ``table``, float64
     ``(B, K)`` on ``device`` with K the table's longest kernel: every severity shares one kernel
     size, so an image's blur does not depend on the severities beside it."""
-    index = Distortion.per_sample(range(len(table)), severities, torch.empty(0, device=device)).view(-1)
-    return _motion_weight_table(table, device).index_select(0, index)
+    return _motion_weight_table(table, device).index_select(0, Distortion.severity_index(severities, device))
 
 
 @functools.lru_cache(maxsize=16)
@@ -336,11 +335,6 @@ def _scan_order(h: int, w: int, shift: int, device: torch.device) -> tuple[torch
     order = (rows[i] * w + cols[j]).flatten()[torch.argsort(step, stable=True)]
     region[order] = True
     return order.to(device), region.to(device)
-
-
-def _severity_index(severities: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Each sample's severity - 1, int64 ``(B,)`` on ``like``'s device (sent without waiting)."""
-    return Distortion.per_sample(range(5), severities, like).view(-1)
 
 
 @functools.lru_cache(maxsize=64)

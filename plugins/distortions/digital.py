@@ -129,7 +129,7 @@ class Pixelate(Distortion):
         h, w = images.shape[-2:]
         table = self.table(h, w)
         stack = _pixelate_stack(h, w, _PIXELATE[table], table == "cifar-10-c", images.device)
-        which = self.per_sample(range(5), severities, images).view(-1)
+        which = self.severity_index(severities, images.device)
         down_w, weight_w, down_h, weight_h, up_h, up_w = (part.index_select(0, which)[:, None] for part in stack)
         x = _fixed_point((images * 255).round_() @ down_w.transpose(-1, -2), weight_w[..., None, :])
         small = _fixed_point(down_h @ x, weight_h[..., None]).div_(255).to(images.dtype)
@@ -209,7 +209,7 @@ class ElasticTransform(Distortion):
             # alpha 0 leaves the image as it is: any sigma serves (1 px: the table's has none)
             spread, sigmas = 1.0, tuple((s * h, s * w) if s else (1.0, 1.0) for _, s, _ in _ELASTIC_CIFAR)
         field = rng.uniform(2, h, w).to(images.dtype) * (2 * spread) - spread
-        which = self.per_sample(range(5), severities, images).view(-1)
+        which = self.severity_index(severities, images.device)
         field = gaussian_blur_each(field, sigmas, which, mode="symmetric", truncate=3.0) * alphas
         displaced = _sample(images, field[:, 1], field[:, 0], "symmetric")
         return torch.where(alphas == 0, images, displaced).clamp_(0.0, 1.0)
