@@ -205,8 +205,8 @@ def _hysteresis(strong: torch.Tensor, weak: torch.Tensor, rounds_per_check: int 
     tracing) whatever the length of a weak chain. Only the weak-but-not-strong pixels can change,
     and they are few, so each round gathers just their 8 neighbours, over the whole batch. How
     many rounds a batch needs is known only on the device: the host reads back whether anything
-    grew once per round on the CPU, and once per 8 rounds on a GPU (extra rounds change nothing),
-    so the device waits for the host rarely.
+    grew once every ``rounds_per_check`` rounds (default: every round on the CPU, every 8 on a
+    GPU; rounds past the fixed point change nothing), so it waits for the device rarely.
     """
     b, _, h, w = strong.shape
     edges = strong.new_zeros(b, 1, h + 2, w + 2)  # a zero frame: neighbours never cross images
