@@ -20,7 +20,6 @@ from robench_plugins.distortions import _device
 from robench_plugins.distortions._filters import (
     disk_kernel,
     filter2d,
-    gaussian_blur,
     gaussian_blur_each,
     pad,
     trim_zero_border,
@@ -62,8 +61,7 @@ class GaussianBlur(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        sigma = _GAUSSIAN[self.table(*images.shape[-2:])][severity - 1]
-        return gaussian_blur(images, sigma).clamp_(0.0, 1.0)
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         sigmas = _GAUSSIAN[self.table(*images.shape[-2:])]
@@ -113,10 +111,7 @@ class GlassBlur(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        sigma, shift, iterations = _GLASS[self.table(*images.shape[-2:])][severity - 1]
-        blurred = (gaussian_blur(images, sigma) * 255).floor_().clamp_(0, 255) / 255
-        displaced = _local_copies(blurred, shift, iterations, rng)
-        return gaussian_blur(displaced, sigma).clamp_(0.0, 1.0)
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         table = _GLASS[self.table(*images.shape[-2:])]
@@ -127,9 +122,11 @@ class GlassBlur(Distortion):
         sigmas = tuple(sigma for sigma, _, _ in table)
         which = self.severity_index(severities, images.device)
         blurred = (gaussian_blur_each(images, sigmas, which) * 255).floor_().clamp_(0, 255) / 255
-        iterations = self.per_sample([count for _, _, count in table], severities, images).view(-1)
-        most = max(table[severity - 1][2] for severity in present)
-        displaced = _local_copies(blurred, shifts.pop(), most, rng, iterations)
+        counts = [table[severity - 1][2] for severity in present]
+        # images with fewer iterations than others in the batch ignore the later draws
+        each = self.per_sample([count for _, _, count in table], severities, images).view(-1) \
+            if len(set(counts)) > 1 else None
+        displaced = _local_copies(blurred, shifts.pop(), max(counts), rng, each)
         return gaussian_blur_each(displaced, sigmas, which).clamp_(0.0, 1.0)
 
 

@@ -15,7 +15,7 @@ from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions import _device
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
-from robench_plugins.distortions._filters import gaussian_blur, gaussian_blur_each
+from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 from robench_plugins.distortions._parametric import OneParameter
 
@@ -182,19 +182,7 @@ class ElasticTransform(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        h, w = images.shape[-2:]
-        if self.table(h, w) == "imagenet-c":
-            alpha, spread = _ELASTIC_IMAGENET[severity - 1], 0.005 * h
-            sigma = (0.01 * h, 0.01 * w)
-        else:
-            alpha_f, sigma_f, affine = _ELASTIC_CIFAR[severity - 1]
-            images = _random_affine(images, affine * h, rng)
-            alpha, spread, sigma = alpha_f * h, 1.0, (sigma_f * h, sigma_f * w)
-        field = rng.uniform(2, h, w).to(images.dtype) * (2 * spread) - spread
-        if alpha == 0:
-            return images.clamp(0.0, 1.0)
-        field = _smooth(field, sigma) * alpha
-        return _sample(images, field[:, 1], field[:, 0], "symmetric").clamp_(0.0, 1.0)
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
@@ -266,11 +254,6 @@ def _fixed_point(tap_sums: torch.Tensor, weight: torch.Tensor | None) -> torch.T
         return tap_sums
     total = tap_sums.round().to(torch.int32).mul_(weight).add_(_FIXED_ONE >> 1)
     return total.bitwise_right_shift_(22).clamp_(0, 255).to(torch.float32)
-
-
-def _smooth(field: torch.Tensor, sigma: tuple[float, float]) -> torch.Tensor:
-    """Gaussian smoothing with scipy's ``reflect`` borders and ``truncate=3``, per-axis sigma."""
-    return gaussian_blur(field, sigma, mode="symmetric", truncate=3.0)
 
 
 def _sample(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, border: str) -> torch.Tensor:

@@ -15,7 +15,7 @@ from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._parametric import OneParameter
-from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter, spatter_each
+from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter_each
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur, motion_weights
 
 # (strength, wibble decay) of the plasma fog
@@ -168,7 +168,7 @@ class Spatter(Distortion):
     tables = SEVERITY_TABLES
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return spatter(images, SPATTER_TABLES[self.table(*images.shape[-2:])][severity - 1], rng)
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         return spatter_each(images, SPATTER_TABLES[self.table(*images.shape[-2:])], severities, rng)
