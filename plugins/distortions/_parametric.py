@@ -1,4 +1,4 @@
-"""Distortions whose severity only selects one number: a batch of mixed severities is one pass."""
+"""Bases for distortions that distort a batch of mixed severities in one pass."""
 
 from __future__ import annotations
 
@@ -32,3 +32,12 @@ class OneParameter(Distortion):
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         values = self.per_sample(self.parameters(*images.shape[-2:]), severities, images)
         return self.distort(images, values, rng)
+
+
+class MixedPass(Distortion):
+    """A distortion written once, for a batch of mixed severities (:meth:`apply_mixed`): one
+    severity runs the same code with every sample at it, so a mixed batch gives each sample
+    exactly what its severity gives alone, by construction."""
+
+    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
+        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)

@@ -24,6 +24,7 @@ from robench_plugins.distortions._filters import (
     pad,
     trim_zero_border,
 )
+from robench_plugins.distortions._parametric import MixedPass
 
 # sigma of the Gaussian blur
 _GAUSSIAN = {"imagenet-c": (1.0, 2.0, 3.0, 4.0, 6.0), "cifar-10-c": (0.4, 0.6, 0.7, 0.8, 1.0)}
@@ -50,7 +51,7 @@ _ZOOM = {
 }
 
 
-class GaussianBlur(Distortion):
+class GaussianBlur(MixedPass):
     """Gaussian blur with edge replication (the ImageNet-C validation blur).
 
     As ``skimage.filters.gaussian`` in the reference: mode ``nearest``, kernel truncated at 4 sigma.
@@ -59,9 +60,6 @@ class GaussianBlur(Distortion):
     name = "gaussian_blur"
     group = "blur"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         sigmas = _GAUSSIAN[self.table(*images.shape[-2:])]
@@ -92,7 +90,7 @@ class DefocusBlur(Distortion):
         return filter2d(images, kernels.index_select(0, slot.view(-1))).clamp_(0.0, 1.0)
 
 
-class GlassBlur(Distortion):
+class GlassBlur(MixedPass):
     """Frosted glass: blur, then local random pixel displacement, then blur again.
 
     The displacement is the reference's exact procedure, including its well-known quirk: the
@@ -109,9 +107,6 @@ class GlassBlur(Distortion):
     name = "glass_blur"
     group = "blur"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         table = _GLASS[self.table(*images.shape[-2:])]
@@ -130,7 +125,7 @@ class GlassBlur(Distortion):
         return gaussian_blur_each(displaced, sigmas, which).clamp_(0.0, 1.0)
 
 
-class MotionBlur(Distortion):
+class MotionBlur(MixedPass):
     """Motion blur along a random angle in [-45, 45] degrees per image.
 
     A Gaussian-weighted line kernel built from edge-replicating shifts, exactly as the
@@ -140,9 +135,6 @@ class MotionBlur(Distortion):
     name = "motion_blur"
     group = "blur"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         angle = rng.uniform(1)[:, 0] * 90 - 45

@@ -17,7 +17,7 @@ from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
-from robench_plugins.distortions._parametric import OneParameter
+from robench_plugins.distortions._parametric import MixedPass, OneParameter
 
 # contrast factor around the per-channel mean
 _CONTRAST = {"imagenet-c": (0.4, 0.3, 0.2, 0.1, 0.05), "cifar-10-c": (0.75, 0.5, 0.4, 0.3, 0.15)}
@@ -94,7 +94,7 @@ class JpegCompression(Distortion):
         return jpeg_roundtrip(images, quality)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
-        which = self.per_sample(list(range(len(self.severities))), severities, images).flatten()
+        which = self.severity_index(severities, images.device)
         return jpeg_roundtrip(images, _JPEG[self.table(*images.shape[-2:])], which)
 
 
@@ -165,7 +165,7 @@ def _pixelate_stack(h: int, w: int, factors: tuple[float, ...], box_upscale: boo
     return tuple(torch.stack(column).to(device) for column in zip(*parts))
 
 
-class ElasticTransform(Distortion):
+class ElasticTransform(MixedPass):
     """Elastic deformation by a smoothed random displacement field.
 
     Linear interpolation with half-sample-symmetric borders, as
@@ -180,9 +180,6 @@ class ElasticTransform(Distortion):
     name = "elastic_transform"
     group = "digital"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]

@@ -13,7 +13,7 @@ import math
 import torch
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
-from robench_plugins.distortions._parametric import OneParameter
+from robench_plugins.distortions._parametric import MixedPass, OneParameter
 
 # sigma of x + N(0, sigma)
 _GAUSSIAN = {"imagenet-c": (0.08, 0.12, 0.18, 0.26, 0.38), "cifar-10-c": (0.04, 0.06, 0.08, 0.09, 0.10)}
@@ -39,7 +39,7 @@ class GaussianNoise(OneParameter):
         return (images + sigma * rng.normal(*images.shape[1:])).clamp_(0.0, 1.0)
 
 
-class ShotNoise(Distortion):
+class ShotNoise(MixedPass):
     """Photon (Poisson) noise: Poisson(x * c) / c, clipped to [0, 1].
 
     Sampled exactly by inverse-CDF lookup: inputs are taken on their uint8 levels (as the
@@ -52,13 +52,7 @@ class ShotNoise(Distortion):
     group = "noise"
     tables = SEVERITY_TABLES
 
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self._shot(images, torch.full((images.shape[0],), severity), rng)
-
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
-        return self._shot(images, severities, rng)
-
-    def _shot(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         photons = _SHOT[self.table(*images.shape[-2:])]
         first_row = self.per_sample([256 * i for i in range(len(photons))], severities, images)
         rows = (images * 255).round_().to(torch.int32).add_(first_row.to(torch.int32))  # s * 256 + level

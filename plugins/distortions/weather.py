@@ -14,7 +14,7 @@ from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
-from robench_plugins.distortions._parametric import OneParameter
+from robench_plugins.distortions._parametric import MixedPass, OneParameter
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter_each
 from robench_plugins.distortions.blur import clipped_zoom, motion_blur, motion_weights
 
@@ -70,7 +70,7 @@ class Fog(Distortion):
         return (fogged * peak / (peak + strength)).clamp_(0.0, 1.0)
 
 
-class Snow(Distortion):
+class Snow(MixedPass):
     """Snow: a motion-blurred snow layer and its rotation over a brightened image.
 
     The layer is thresholded, zoomed Gaussian noise, blurred at an angle in [-135, -45] degrees.
@@ -81,9 +81,6 @@ class Snow(Distortion):
     name = "snow"
     group = "weather"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
@@ -156,7 +153,7 @@ class Brightness(OneParameter):
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
 
 
-class Spatter(Distortion):
+class Spatter(MixedPass):
     """Spatter: water droplets (severities 1-3) or mud (4-5) on the lens.
 
     The reference's OpenCV pipeline (Canny edges, chamfer distance transform, histogram
@@ -166,9 +163,6 @@ class Spatter(Distortion):
     name = "spatter"
     group = "weather"
     tables = SEVERITY_TABLES
-
-    def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
-        return self.apply_mixed(images, torch.full((images.shape[0],), severity), rng)
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         return spatter_each(images, SPATTER_TABLES[self.table(*images.shape[-2:])], severities, rng)
