@@ -112,8 +112,7 @@ def brightness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
 
 def sharpness(x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """Sharpness enhance against Pillow's SMOOTH filter, borders kept (ImageEnhance.Sharpness)."""
-    kernel = _smooth_kernel(x.device)
-    smooth = correlate(x, kernel.view(3, 3))
+    smooth = correlate(x, _smooth_kernel(x.device))
     degenerate = x.clone()
     degenerate[..., 1:-1, 1:-1] = smooth
     return _blend(degenerate, x, _enhance_factor(level))
