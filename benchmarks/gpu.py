@@ -91,7 +91,7 @@ def emit(**record) -> None:
 
 
 def method_figures(device: torch.device, batch: int, steps: int, repeat: int, models: list[str],
-                   compile: bool, evaluate: bool) -> None:
+                   compile: bool, evaluate: bool, methods: tuple[str, ...] = METHODS, shared: bool = True) -> None:
     """Per model: the model-only step (eager, compiled) with its FLOP utilisation, each method's
     ``fit`` end to end with its ratio to finetune's, the shared teacher, and evaluation's share."""
     from robench.backbone import BackboneSpec, create_backbone
@@ -120,7 +120,7 @@ def method_figures(device: torch.device, batch: int, steps: int, repeat: int, mo
             if rate:
                 emit(kind="model_only_step", mode=label, images_per_s=round(rate, 1),
                      flops_per_image=round(flops / batch) if flops else None, **utilisation(rate), **common)
-        for text in METHODS + (("finetune:compile",) if compile else ()):
+        for text in methods + (("finetune:compile",) if compile else ()):
             text = text.format(all="+".join(str(i) for i in range(len(backbone.blocks))))
             fit_steps = 4 * n_images // batch if "teacher_cache" in text else steps
             rate = rates[text] = _guarded(text, common, lambda: _fit_rate(
@@ -133,7 +133,7 @@ def method_figures(device: torch.device, batch: int, steps: int, repeat: int, mo
                 reference = rates.get("model_only_compiled" if text.endswith("compile") else "model_only_eager")
                 record.update(ratio_to_model_only_step=_ratio(rate, reference), **utilisation(rate))
             emit(**record)
-        rate = _guarded("shared_teacher", common, lambda: _shared_teacher_rate(
+        rate = shared and _guarded("shared_teacher", common, lambda: _shared_teacher_rate(
             backbone, images, labels, device, steps, batch, repeat, students=3))
         if rate:
             emit(kind="fit", method="asym_kd x3 distortions, one teacher pass (per student)",
@@ -311,17 +311,23 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile figures")
     parser.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation share")
     parser.add_argument("--only", choices=("distortions", "methods"), help="run one part only")
+    parser.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}, and 'shared' "
+                        "(three students on one teacher pass); default all")
     args = parser.parse_args()
     device = torch.device(args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
     models = args.models.split(",")
+    chosen = args.methods.split(",") if args.methods else [*METHODS, "shared"]
+    methods = dict(methods=tuple(m for m in chosen if m != "shared"), shared="shared" in chosen)
     matmul_figure(device)
     if args.only != "distortions":
-        method_figures(device, args.batch, args.steps, args.repeat, models[:1], args.compile, args.evaluate)
+        method_figures(device, args.batch, args.steps, args.repeat, models[:1], args.compile, args.evaluate,
+                       **methods)
     if args.only != "methods":
         distortion_figures(device, args.batch, sizes, args.repeat)
     if args.only != "distortions":
-        method_figures(device, args.batch, args.steps, args.repeat, models[1:], args.compile, args.evaluate)
+        method_figures(device, args.batch, args.steps, args.repeat, models[1:], args.compile, args.evaluate,
+                       **methods)
 
 
 if __name__ == "__main__":

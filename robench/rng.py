@@ -17,6 +17,8 @@ import math
 
 import torch
 
+from robench import rng_fused
+
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _MIX1 = 0xBF58476D1CE4E5B9
@@ -67,7 +69,8 @@ class BatchRNG:
 
     Values are 32-bit hashes (two rounds of the ``lowbias32`` integer hash, keyed by two 32-bit
     halves of a SplitMix64 hash of the sample seed and the stream) of the element counter: int32
-    tensor ops only, which CPUs vectorise and GPUs run at memory speed.
+    tensor ops only, which CPUs vectorise. On CUDA devices each draw is one fused Triton kernel
+    (:mod:`robench.rng_fused`) that gives the same values.
 
     Args:
         seeds: int64 tensor of shape ``(B,)``; its device is where values are generated.
@@ -101,17 +104,17 @@ class BatchRNG:
 
     def bits(self, *shape: int) -> torch.Tensor:
         """Uniform 32-bit hashes as int32, shape ``(B, *shape)``."""
-        return self._hash((math.prod(shape),)).view(self.batch_size, *shape)
+        return self._draw((math.prod(shape),), rng_fused.BITS).view(self.batch_size, *shape)
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """Uniform float32 values in [0, 1) with 24-bit resolution, shape ``(B, *shape)``."""
-        return _to_uniform(self.bits(*shape))
+        return self._draw((math.prod(shape),), rng_fused.UNIFORM).view(self.batch_size, *shape)
 
     def uniform_streams(self, *sizes: int) -> torch.Tensor:
         """The values of ``len(sizes)`` successive calls ``uniform(size)``, side by side in one
         ``(B, sum(sizes))`` tensor and drawn in one pass: identical to the separate calls, in a
         handful of kernels instead of a few dozen per call (for code with many small draws)."""
-        return _to_uniform(self._hash(sizes))
+        return self._draw(sizes, rng_fused.UNIFORM)
 
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normal float32 values, shape ``(B, *shape)``.
@@ -120,11 +123,8 @@ class BatchRNG:
         ``Phi^-1((i + 0.5) / 2^16)``; the largest magnitude is 4.17.
         """
         count = math.prod(shape)
-        half = (count + 1) // 2
-        bits = self.bits(half)
-        quantiles = torch.cat([bits & 0xFFFF, _shr32(bits, 16)], dim=1)  # low halves, then high
-        z = _normal_table(self.device).index_select(0, quantiles.view(-1)).view(quantiles.shape)
-        return z[:, :count].reshape(self.batch_size, *shape)
+        z = self._draw(((count + 1) // 2,), rng_fused.NORMAL, columns=count)
+        return z.reshape(self.batch_size, *shape)
 
     def integers(self, low: int, high: int, *shape: int) -> torch.Tensor:
         """Integers uniform in [low, high), int64, shape ``(B, *shape)`` (span below 2^24)."""
@@ -135,26 +135,43 @@ class BatchRNG:
             raise ValueError(f"range [{low}, {high}) is wider than 2^24")
         return (self.uniform(*shape) * span).to(torch.int64).clamp_(max=span - 1) + low
 
-    def _hash(self, sizes: tuple[int, ...]) -> torch.Tensor:
-        """The int32 hashes of ``len(sizes)`` new streams of these sizes, side by side in a
+    def _draw(self, sizes: tuple[int, ...], mode: int, columns: int | None = None) -> torch.Tensor:
+        """The draws of ``len(sizes)`` new streams of these sizes, side by side in a
         ``(B, sum(sizes))`` tensor (stream ``k``'s element ``i`` hashes counter ``i`` under keys
-        derived from the sample seed and the call number)."""
+        derived from the sample seed and the call number), as int32 hashes, uniform floats or
+        (one stream, ``columns`` values from its hashes' two halves) normal values."""
         first = self._calls + 1
         self._calls += len(sizes)
-        if len(sizes) == 1:
+        hashed = sum(sizes)
+        layout = _stream_layout(sizes, self.device) if len(sizes) > 1 else None
+        table = _normal_table(self.device) if mode == rng_fused.NORMAL else None
+        if rng_fused.available(self.device):
+            out = rng_fused.draw(self.seeds, first, columns or hashed, mode, layout=layout, table=table, hashed=hashed)
+            if out is not None:
+                return out
+        if layout is None:
             keys = mix64(self.seeds ^ _signed(first * _MIX1))[:, None]
-            counter = torch.arange(sizes[0], device=self.device, dtype=torch.int32)
-            low, high = _to_int32(keys), _to_int32(_shr(keys, 32))
         else:
             calls = torch.arange(first, first + len(sizes), device=self.device) * _signed(_MIX1)
             keys = mix64(self.seeds[:, None] ^ calls[None, :])
-            stream, counter = _stream_layout(sizes, self.device)
-            low, high = _to_int32(keys)[:, stream], _to_int32(_shr(keys, 32))[:, stream]
+        low, high = _to_int32(keys), _to_int32(_shr(keys, 32))
+        if layout is None:
+            counter = torch.arange(hashed, device=self.device, dtype=torch.int32)
+        else:
+            stream, counter = layout
+            low, high = low[:, stream], high[:, stream]
         x = counter[None, :] + low
         scratch = torch.empty_like(x)
         _lowbias32_(x, scratch)
         x.bitwise_xor_(high)
-        return _lowbias32_(x, scratch)
+        x = _lowbias32_(x, scratch)
+        if mode == rng_fused.BITS:
+            return x
+        if mode == rng_fused.UNIFORM:
+            return _to_uniform(x)
+        quantiles = torch.cat([x & 0xFFFF, _shr32(x, 16)], dim=1)  # low halves, then high
+        z = table.index_select(0, quantiles.view(-1)).view(quantiles.shape)
+        return z[:, :columns]
 
 
 _C1 = 0x7FEB352D

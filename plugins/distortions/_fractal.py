@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 
 from robench.api import BatchRNG, to_device
+from robench.fused import FusedKernel, tl, triton
+
+_KERNEL = FusedKernel("plasma fractal")
 
 
 def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Tensor:
@@ -30,10 +33,19 @@ def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.T
     sizes = _draw_sizes(mapsize)
     wibbles = torch.stack(torch.broadcast_tensors(*[_wibbles(mapsize, d, rng.device) for d in wibble_decays]), dim=1)
     uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
-    noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles)
-    draws = iter(noise.view(b * maps, -1).split(sizes, dim=1))
+    noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles).view(b * maps, -1)
     grid = torch.zeros(b * maps, mapsize, mapsize, dtype=torch.float64, device=rng.device)
-    step = mapsize
+    if not (_KERNEL.available(grid.device) and _fused_scales(grid, noise)):
+        _scales(grid, noise, sizes)
+    grid = grid - grid.amin((1, 2), keepdim=True)
+    return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
+
+
+def _scales(grid: torch.Tensor, noise: torch.Tensor, sizes: tuple[int, ...]) -> None:
+    """The diamond-square updates of every scale, coarse to fine, in place on ``grid``
+    ``(N, M, M)`` with the draws ``noise`` ``(N, sum(sizes))``."""
+    draws = iter(noise.split(sizes, dim=1))
+    step = grid.shape[-1]
 
     def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
         return total / 4 + next(draws).view(total.shape)
@@ -49,8 +61,61 @@ def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.T
         grid[:, ::step, half::step] = wibbled_mean(centres + centres.roll(1, 1) + corners + corners.roll(-1, 2))
         grid[:, half::step, ::step] = wibbled_mean(centres + centres.roll(1, 2) + corners + corners.roll(-1, 1))
         step //= 2
-    grid = grid - grid.amin((1, 2), keepdim=True)
-    return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
+
+
+def _fused_scales(grid: torch.Tensor, noise: torch.Tensor) -> bool:
+    """:func:`_scales` as one kernel per scale (the three updates of a scale together); False,
+    with ``grid`` as it was, if the kernel is unavailable."""
+    maps, mapsize = grid.shape[0], grid.shape[-1]
+    step, offset = mapsize, 0
+    while step >= 2:
+        n = mapsize // step
+        if not _KERNEL.launch(_scale_kernel, maps * n * n, 256, grid, noise, maps * n * n, n, step,
+                              mapsize, noise.shape[1], offset):
+            grid.zero_()
+            return False
+        offset += 3 * n * n
+        step //= 2
+    return True
+
+
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["cells", "n", "step", "mapsize", "row", "offset"])
+    def _scale_kernel(grid_ptr, noise_ptr, cells, n, step, mapsize, row, offset, BLOCK: tl.constexpr):
+        """One scale of :func:`_scales` for ``cells`` = maps x n x n corner cells: a cell's
+        square centre and its two edge points, each sum added in the torch code's order (so the
+        same float64 values); the neighbouring centres an edge reads are recomputed here."""
+        index = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = index < cells
+        cell = index % (n * n)
+        i, j = cell // n, cell % n
+        up, down, left, right = (i + n - 1) % n, (i + 1) % n, (j + n - 1) % n, (j + 1) % n
+        base = grid_ptr + (index // (n * n)) * mapsize * mapsize
+        draws = noise_ptr + (index // (n * n)) * row + offset
+        c = base  # corner (a, b) lies at (a * step, b * step)
+        here = tl.load(c + (i * step) * mapsize + j * step, mask=mask, other=0.0)
+        below = tl.load(c + (down * step) * mapsize + j * step, mask=mask, other=0.0)
+        after = tl.load(c + (i * step) * mapsize + right * step, mask=mask, other=0.0)
+        below_after = tl.load(c + (down * step) * mapsize + right * step, mask=mask, other=0.0)
+        above = tl.load(c + (up * step) * mapsize + j * step, mask=mask, other=0.0)
+        above_after = tl.load(c + (up * step) * mapsize + right * step, mask=mask, other=0.0)
+        before = tl.load(c + (i * step) * mapsize + left * step, mask=mask, other=0.0)
+        below_before = tl.load(c + (down * step) * mapsize + left * step, mask=mask, other=0.0)
+        square = tl.load(draws + cell, mask=mask, other=0.0)
+        square_above = tl.load(draws + up * n + j, mask=mask, other=0.0)
+        square_before = tl.load(draws + i * n + left, mask=mask, other=0.0)
+        # centre (i, j) = ((C[i,j] + C[i+1,j]) + (C[i,j+1] + C[i+1,j+1])) / 4 + draw
+        centre = ((here + below) + (after + below_after)) / 4.0 + square
+        centre_above = ((above + here) + (above_after + after)) / 4.0 + square_above
+        centre_before = ((before + below_before) + (here + below)) / 4.0 + square_before
+        half = step // 2
+        edge_a = (((centre + centre_above) + here) + after) / 4.0 + tl.load(draws + n * n + cell, mask=mask, other=0.0)
+        edge_b = (((centre + centre_before) + here) + below) / 4.0 + tl.load(draws + 2 * n * n + cell, mask=mask,
+                                                                              other=0.0)
+        tl.store(c + (i * step + half) * mapsize + j * step + half, centre, mask=mask)
+        tl.store(c + (i * step) * mapsize + j * step + half, edge_a, mask=mask)
+        tl.store(c + (i * step + half) * mapsize + j * step, edge_b, mask=mask)
 
 
 def _draw_sizes(mapsize: int) -> tuple[int, ...]:

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import scipy.stats
 import torch
@@ -10,12 +16,11 @@ from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions.noise import _SHOT, ShotNoise, _poisson_inverse, _poisson_thresholds
 
 
-@pytest.mark.parametrize("table", ["cifar-10-c", "imagenet-c"])
-def test_sampler_counts_the_thresholds_at_most_k_at_every_step(table: str) -> None:
-    # The sample is a step function of k that steps at each threshold: checking k = t - 1 and
-    # k = t for every threshold t of every row (and both ends) checks every k.
+def check_every_step(table: str, device: str = "cpu") -> None:
+    """The sample is a step function of k that steps at each threshold: checking k = t - 1 and
+    k = t for every threshold t of every row (and both ends) checks every k."""
     photons = _SHOT[table]
-    sampler = _poisson_inverse(photons, torch.device("cpu"))
+    sampler = _poisson_inverse(photons, torch.device(device))
     for index, count in enumerate(photons):
         thresholds = _poisson_thresholds(count)  # (256, width)
         below = thresholds.clamp(max=(1 << 24) - 1)
@@ -23,8 +28,41 @@ def test_sampler_counts_the_thresholds_at_most_k_at_every_step(table: str) -> No
                        torch.full((256, 1), (1 << 24) - 1)], dim=1).clamp_(min=0)
         expected = torch.searchsorted(thresholds, k, right=True)
         rows = (index * 256 + torch.arange(256, dtype=torch.int32))[:, None].expand_as(k)
-        got = sampler(rows.contiguous(), k.to(torch.int32))
-        assert torch.equal(got.to(torch.int64), expected), (table, count)
+        got = sampler(rows.contiguous().to(device), k.to(torch.int32).to(device))
+        assert torch.equal(got.cpu().to(torch.int64), expected), (table, count)
+
+
+@pytest.mark.parametrize("table", ["cifar-10-c", "imagenet-c"])
+def test_sampler_counts_the_thresholds_at_most_k_at_every_step(table: str) -> None:
+    check_every_step(table)
+
+
+def test_the_fused_sampler_counts_the_same_in_tritons_interpreter() -> None:
+    pytest.importorskip("triton")
+    script = textwrap.dedent("""
+        from __future__ import annotations
+
+        import torch
+        from robench_plugins.distortions import noise
+        from robench_plugins.distortions.noise import _SHOT, _poisson_inverse, _poisson_thresholds
+
+        noise._POISSON_KERNEL.available = lambda device: True
+    """) + inspect.getsource(check_every_step) + textwrap.dedent("""
+        check_every_step("imagenet-c")
+        check_every_step("cifar-10-c")
+        assert not noise._POISSON_KERNEL.failed
+        print("fused sampler exact")
+    """)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "fused sampler exact" in done.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("table", ["cifar-10-c", "imagenet-c"])
+def test_the_gpu_sampler_counts_the_thresholds_at_every_step(table: str) -> None:
+    check_every_step(table, "cuda")
 
 
 @pytest.mark.parametrize(("level", "severity"), [(3, 1), (128, 3), (255, 5)])

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The short GPU re-check after a change (about 2-3 minutes): the CUDA tests, every distortion's
+# figures, the ViT-S/16 fit ratios (finetune, asym_kd, its teacher cache) and the profile of
+# benchmarks/gpu_profile.py at 224 px. `gpu_check.sh` is the full run.
+# Usage: bash benchmarks/gpu_recheck.sh [OUT_DIR]   (works from a checkout, installed or not)
+set -uo pipefail
+out="${1:-${OUT:-gpu-recheck}}"
+mkdir -p "$out"
+if ! python3 -c "import robench_plugins" 2>/dev/null; then  # not installed: import from the checkout
+    mkdir -p /tmp/robench-path && ln -sfn "$PWD/plugins" /tmp/robench-path/robench_plugins
+    export PYTHONPATH="$PWD:/tmp/robench-path${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv | tee "$out/gpu.txt"
+python3 -c "import torch, timm, triton; print('torch', torch.__version__, 'timm', timm.__version__,
+'triton', triton.__version__)" | tee -a "$out/gpu.txt"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_rng_fused.py \
+    tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_jpeg_codec.py \
+    tests/plugins/distortions/test_device_sync.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
+timeout 150 python3 benchmarks/gpu.py --only distortions 2>&1 | grep -v "^W[0-9]" | tee "$out/distortions.jsonl"
+timeout 150 python3 benchmarks/gpu.py --only methods --models vit_small_patch16_224 --no-compile --no-eval \
+    --methods finetune,asym_kd,asym_kd:teacher_cache=true:variants=1 2>&1 | grep -v "^W[0-9]" \
+    | tee "$out/methods.jsonl"
+timeout 120 python3 benchmarks/gpu_profile.py --sizes 224 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR" \
+    | tee "$out/profile.jsonl"
