@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,6 +11,8 @@ import torch
 
 from robench import fused, rng_fused
 from robench.rng import BatchRNG, sample_seeds
+
+from triton_interpreter import run_interpreted
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -30,7 +29,6 @@ def _same(fused: list[torch.Tensor], plain: list[torch.Tensor]) -> None:
 
 
 def test_fused_draws_equal_the_torch_path_in_tritons_interpreter() -> None:
-    pytest.importorskip("triton")
     script = textwrap.dedent("""
         from __future__ import annotations
 
@@ -50,10 +48,7 @@ def test_fused_draws_equal_the_torch_path_in_tritons_interpreter() -> None:
             assert torch.equal(a, b), (a, b)
         print("equal", len(fused))
     """)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "equal 8" in done.stdout
+    run_interpreted(script, "equal 8")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

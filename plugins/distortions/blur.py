@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl, to_device
+from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions import _device
 from robench_plugins.distortions._filters import (
     disk_kernel,
@@ -258,6 +259,7 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
     overwritten earlier. The chains' ends come from pointer doubling, ``log2`` of the longest
     possible chain rounds of two gathers over the whole batch, and the result is one gather of
     the original pixels: the sequential scan's exact result, in a few dozen batched operations.
+    On a GPU one fused kernel per iteration walks each pixel's chain instead (chains are short).
     """
     b, c, h, w = images.shape
     order, region = _scan_order(h, w, shift, images.device)
@@ -265,7 +267,16 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
         return images
     x = images.reshape(b, c, h * w)
     for iteration in range(iterations):
-        offsets = rng.integers(-shift, shift, order.numel(), 2)  # (B, P, (dx, dy)), in draw order
+        uniform = rng.uniform(order.numel(), 2)  # (B, P, (dx, dy)), in draw order
+        if _COPIES_KERNEL.available(images.device):
+            out = torch.empty_like(x)
+            if _COPIES_KERNEL.launch(_copies_kernel, b * h * w, 256, x, uniform, _scan_index(h, w, shift, x.device),
+                                     each if each is not None else x, out, b * h * w, h * w, w, c, order.numel(),
+                                     shift, iteration, EACH=each is not None):
+                x = out
+                continue
+        # as rng.integers(-shift, shift, P, 2) would decode them
+        offsets = (uniform * (2 * shift)).to(torch.int64).clamp_(max=2 * shift - 1) - shift
         source = order[None] + offsets[..., 1] * w + offsets[..., 0]
         if shift == 1:  # offsets in {-1, 0}^2 never point later in raster order: no chains
             ends = torch.arange(h * w, device=images.device).expand(b, -1).clone()
@@ -276,6 +287,52 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
             ends = torch.where((each > iteration)[:, None], ends, torch.arange(h * w, device=ends.device))
         x = x.gather(2, ends[:, None].expand(-1, c, -1))
     return x.reshape(b, c, h, w)
+
+
+_COPIES_KERNEL = FusedKernel("glass copies")
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_index(h: int, w: int, shift: int, device: torch.device) -> torch.Tensor:
+    """Each pixel's position in :func:`_scan_order` (the row of its offset draw), -1 outside the
+    scanned region: int32 ``(H * W,)``."""
+    order, _ = _scan_order(h, w, shift, torch.device("cpu"))
+    index = torch.full((h * w,), -1, dtype=torch.int32)
+    index[order] = torch.arange(order.numel(), dtype=torch.int32)
+    return index.to(device)
+
+
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["total", "n", "w", "pixels", "shift", "iteration"])
+    def _copies_kernel(x_ptr, uniform_ptr, scan_ptr, each_ptr, out_ptr, total, n, w, channels, pixels, shift,
+                       iteration, EACH: tl.constexpr, BLOCK: tl.constexpr):
+        """One iteration of the scan for ``total`` = B x H*W pixels: a scanned pixel takes its
+        source's value, and that source's own source while the source was scanned earlier (in
+        the region, later in raster order); every other pixel keeps its value."""
+        lane = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = lane < total
+        image, pixel = lane // n, lane % n
+        step = tl.load(scan_ptr + pixel, mask=mask, other=-1)
+        active = mask & (step >= 0)
+        if EACH:  # images with fewer iterations than the batch's most keep their pixels
+            active = active & (tl.load(each_ptr + image, mask=mask, other=0.0) > iteration)
+        span = 2 * shift
+        current, result = pixel, pixel
+        while tl.max(active.to(tl.int32), axis=0) > 0:
+            draw = uniform_ptr + (image * pixels + step) * 2
+            dx = tl.minimum((tl.load(draw, mask=active, other=0.0) * span).to(tl.int32), span - 1) - shift
+            dy = tl.minimum((tl.load(draw + 1, mask=active, other=0.0) * span).to(tl.int32), span - 1) - shift
+            source = current + dy * w + dx
+            source_step = tl.load(scan_ptr + source, mask=active, other=-1)
+            follow = active & (source_step >= 0) & (source > current)
+            result = tl.where(active & ~follow, source, result)
+            current = tl.where(follow, source, current)
+            step = tl.where(follow, source_step, step)
+            active = follow
+        for channel in range(channels):
+            row = (image * channels + channel) * n
+            tl.store(out_ptr + row + pixel, tl.load(x_ptr + row + result, mask=mask, other=0.0), mask=mask)
 
 
 def _chain_ends(order: torch.Tensor, source: torch.Tensor, region: torch.Tensor, stop_early: bool) -> torch.Tensor:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
 
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions import _fractal
 
-SCRIPT = textwrap.dedent("""
+from triton_interpreter import run_interpreted
+
+SCRIPT = """
     import torch
     from robench.rng import BatchRNG, sample_seeds
     from robench_plugins.distortions import _fractal
@@ -34,15 +31,11 @@ SCRIPT = textwrap.dedent("""
         _fractal._scales(grids[1], noise, _fractal._draw_sizes(mapsize))
         assert torch.equal(grids[0], grids[1]), mapsize
     print("fused fractal exact")
-""")
+"""
 
 
 def test_the_fused_fractal_equals_the_torch_path_in_tritons_interpreter() -> None:
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "fused fractal exact" in done.stdout
+    run_interpreted(SCRIPT, "fused fractal exact")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,6 +11,8 @@ import torch
 
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions.noise import _SHOT, ShotNoise, _poisson_inverse, _poisson_thresholds
+
+from triton_interpreter import run_interpreted
 
 
 def check_every_step(table: str, device: str = "cpu") -> None:
@@ -38,7 +37,6 @@ def test_sampler_counts_the_thresholds_at_most_k_at_every_step(table: str) -> No
 
 
 def test_the_fused_sampler_counts_the_same_in_tritons_interpreter() -> None:
-    pytest.importorskip("triton")
     script = textwrap.dedent("""
         from __future__ import annotations
 
@@ -53,10 +51,7 @@ def test_the_fused_sampler_counts_the_same_in_tritons_interpreter() -> None:
         assert not noise._POISSON_KERNEL.failed
         print("fused sampler exact")
     """)
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "fused sampler exact" in done.stdout
+    run_interpreted(script, "fused sampler exact")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
