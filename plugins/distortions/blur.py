@@ -271,8 +271,8 @@ def _local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchR
         if _COPIES_KERNEL.available(images.device):
             out = torch.empty_like(x)
             if _COPIES_KERNEL.launch(_copies_kernel, b * h * w, 256, x, uniform, _scan_index(h, w, shift, x.device),
-                                     each if each is not None else x, out, b * h * w, h * w, w, c, order.numel(),
-                                     shift, iteration, EACH=each is not None):
+                                     each if each is not None else x, out, b * h * w, h * w, w, order.numel(),
+                                     shift, iteration, CHANNELS=c, EACH=each is not None):
                 x = out
                 continue
         # as rng.integers(-shift, shift, P, 2) would decode them
@@ -305,8 +305,8 @@ def _scan_index(h: int, w: int, shift: int, device: torch.device) -> torch.Tenso
 if triton is not None:
 
     @triton.jit(do_not_specialize=["total", "n", "w", "pixels", "shift", "iteration"])
-    def _copies_kernel(x_ptr, uniform_ptr, scan_ptr, each_ptr, out_ptr, total, n, w, channels, pixels, shift,
-                       iteration, EACH: tl.constexpr, BLOCK: tl.constexpr):
+    def _copies_kernel(x_ptr, uniform_ptr, scan_ptr, each_ptr, out_ptr, total, n, w, pixels, shift, iteration,
+                       CHANNELS: tl.constexpr, EACH: tl.constexpr, BLOCK: tl.constexpr):
         """One iteration of the scan for ``total`` = B x H*W pixels: a scanned pixel takes its
         source's value, and that source's own source while the source was scanned earlier (in
         the region, later in raster order); every other pixel keeps its value."""
@@ -319,7 +319,8 @@ if triton is not None:
             active = active & (tl.load(each_ptr + image, mask=mask, other=0.0) > iteration)
         span = 2 * shift
         current, result = pixel, pixel
-        while tl.max(active.to(tl.int32), axis=0) > 0:
+        pending = tl.max(active.to(tl.int32), axis=0)
+        while pending > 0:
             draw = uniform_ptr + (image * pixels + step) * 2
             dx = tl.minimum((tl.load(draw, mask=active, other=0.0) * span).to(tl.int32), span - 1) - shift
             dy = tl.minimum((tl.load(draw + 1, mask=active, other=0.0) * span).to(tl.int32), span - 1) - shift
@@ -330,8 +331,9 @@ if triton is not None:
             current = tl.where(follow, source, current)
             step = tl.where(follow, source_step, step)
             active = follow
-        for channel in range(channels):
-            row = (image * channels + channel) * n
+            pending = tl.max(active.to(tl.int32), axis=0)
+        for channel in tl.static_range(CHANNELS):
+            row = (image * CHANNELS + channel) * n
             tl.store(out_ptr + row + pixel, tl.load(x_ptr + row + result, mask=mask, other=0.0), mask=mask)
 
 

@@ -175,7 +175,7 @@ if triton is not None:
         k = tl.load(k_ptr + offsets, mask=mask, other=0)
         pos = tl.load(guide_ptr + (k >> (24 - GUIDE_BITS)) + rows * (1 << GUIDE_BITS), mask=mask, other=0)
         for i in tl.static_range(STEPS):
-            half: tl.constexpr = 1 << (STEPS - 1 - i)
+            half = 1 << (STEPS - 1 - i)
             above = tl.load(thresholds_ptr + pos + (half - 1), mask=mask, other=0) <= k
             pos += tl.where(above, half, 0)
         tl.store(out_ptr + offsets, tl.load(cumulative_ptr + pos + rows, mask=mask, other=0), mask=mask)
