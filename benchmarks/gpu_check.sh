@@ -15,7 +15,7 @@ python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm._
 timeout 450 python3 benchmarks/gpu.py 2>&1 | grep -v "^W[0-9]" | tee "$out/gpu.jsonl"
 timeout 150 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/plugins/distortions/test_jpeg_codec.py \
     tests/plugins/distortions/test_device_sync.py tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
-    tests/plugins/distortions/test_fused_glass.py \
+    tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
 timeout 120 python3 -m robench run -q --device cuda --datasets shapes --methods none,finetune,asym_kd \
     --distortions gaussian_noise,occlusion --seeds 0 --epochs 2 --pretrain-epochs 10 --out /tmp/gpu-run 2>&1 \

@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=c
 python3 -c "import torch, timm, triton; print('torch', torch.__version__, 'timm', timm.__version__,
 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 timeout 100 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
-    tests/plugins/distortions/test_fused_glass.py \
+    tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_jpeg_codec.py \
     tests/plugins/distortions/test_device_sync.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
 timeout 90 python3 benchmarks/gpu.py --only distortions 2>&1 | grep -v "^W[0-9]" | tee "$out/distortions.jsonl"
