@@ -21,6 +21,7 @@ class from the matching hook (see :mod:`robench.hookspecs`), decorated with :dat
 
 from __future__ import annotations
 
+import functools
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -195,14 +196,27 @@ class Distortion(_Plugin, ABC):
         """``values[severity - 1]`` for each sample, shaped ``(B, 1, 1, 1)``, on ``like``'s device
         (copied without waiting for it), in ``like``'s dtype for float values, int64 for ints."""
         dtype = torch.int64 if all(isinstance(v, int) for v in values) else like.dtype
-        table = torch.tensor(values, dtype=torch.float64 if dtype.is_floating_point else dtype)
-        return to_device(table[severities.cpu() - 1].to(dtype).view(-1, 1, 1, 1), like.device)
+        table = _value_table(tuple(values), dtype, like.device)
+        return table.index_select(0, Distortion.severity_index(severities, like.device)).view(-1, 1, 1, 1)
 
     @staticmethod
     def severity_index(severities: torch.Tensor, device: torch.device) -> torch.Tensor:
         """Each sample's ``severity - 1``, int64 ``(B,)`` on ``device`` (copied without waiting
-        for it): the rows to pick from a per-severity stack of kernels or matrices."""
-        return to_device(severities.cpu().to(torch.int64) - 1, device)
+        for it): the rows to pick from a per-severity stack of kernels or matrices. A GPU's copy
+        is made once per severities tensor (unless it changes in place): the many per-sample
+        lookups of one mixed call cost one host-to-device copy."""
+        severities = severities.cpu()
+        device = torch.device(device)
+        if device.type == "cpu":
+            return severities.to(torch.int64) - 1
+        if severities.is_inference():  # no version counter to tell whether it changed
+            return to_device(severities.to(torch.int64) - 1, device)
+        key = (severities._version, device)
+        cached = getattr(severities, "_robench_severity_index", None)  # kept on the tensor itself
+        if cached is None or cached[0] != key:
+            cached = (key, to_device(severities.to(torch.int64) - 1, device))
+            severities._robench_severity_index = cached
+        return cached[1]
 
     def __call__(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         self.check_severity(severity)
@@ -353,3 +367,10 @@ class Executor(_Plugin, ABC):
     @abstractmethod
     def run(self, tasks: Sequence[CellTask]) -> Iterator[CellStatus]:
         """Run every task; yield the status of every cell."""
+
+
+@functools.lru_cache(maxsize=256)
+def _value_table(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` as a ``dtype`` tensor on ``device`` (floats through float64), made once."""
+    table = torch.tensor(values, dtype=torch.float64 if dtype.is_floating_point else dtype)
+    return to_device(table.to(dtype), device)

@@ -163,3 +163,26 @@ def test_every_plugin_has_a_description(kind: str) -> None:
     for info in REGISTRY.entries(kind):
         assert info.description, f"{kind} {info.name} has no docstring"
         assert info.origin == "built-in" or info.origin.startswith(("package", "--plugin"))
+
+
+def test_per_sample_values_and_the_severity_index() -> None:
+    severities = torch.tensor([3, 1, 5])
+    like = torch.zeros(1, dtype=torch.float64)
+    assert Distortion.per_sample([0.1, 0.2, 0.3, 0.4, 0.5], severities, like).flatten().tolist() == [0.3, 0.1, 0.5]
+    ints = Distortion.per_sample([10, 20, 30, 40, 50], severities, like)
+    assert ints.dtype == torch.int64 and ints.shape == (3, 1, 1, 1) and ints.flatten().tolist() == [30, 10, 50]
+    assert Distortion.severity_index(severities, torch.device("cpu")).tolist() == [2, 0, 4]
+
+
+def test_the_severity_index_on_a_device_is_copied_once_per_tensor_unless_it_changes() -> None:
+    # "meta" stands in for a GPU here: any non-CPU device takes the cached copy.
+    meta = torch.device("meta")
+    severities = torch.tensor([3, 1, 5])
+    first = Distortion.severity_index(severities, meta)
+    assert Distortion.severity_index(severities, meta) is first
+    assert Distortion.severity_index(torch.tensor([3, 1, 5]), meta) is not first  # another tensor
+    severities[0] = 2  # changed in place: a fresh copy
+    assert Distortion.severity_index(severities, meta) is not first
+    with torch.inference_mode():  # no version counter: never cached
+        frozen = torch.tensor([1, 2])
+        assert Distortion.severity_index(frozen, meta) is not Distortion.severity_index(frozen, meta)
