@@ -1,10 +1,11 @@
 """One-kernel random draws for :class:`robench.rng.BatchRNG` on GPUs (Triton).
 
-The torch path of ``BatchRNG`` derives the keys in some 25 small operators and hashes each element
-counter in about 25 more (two rounds of ``lowbias32``, the key additions, the conversion to floats
-or the normal table's lookup), each a full pass over the batch's memory. Here one Triton kernel
-computes the keys and the hash in registers and writes only the result: the same bits, floats and normal values as the torch path (tests
-compare them element for element, on a GPU and in Triton's interpreter on the CPU).
+The torch path of ``BatchRNG`` derives the keys in some 25 small operators and hashes each
+element counter in about 25 more (two rounds of ``lowbias32``, the key additions, the conversion
+to floats or the normal table's lookup), each a full pass over the batch's memory. Here one Triton
+kernel computes the keys and the hash in registers and writes only the result: the same bits,
+floats and normal values as the torch path (tests compare them element for element, on a GPU and
+in Triton's interpreter on the CPU).
 
 A :class:`robench.fused.FusedKernel`: used on CUDA devices when Triton imports, else (and after
 any failure) the torch path.

@@ -91,31 +91,31 @@ if triton is not None:
         cell = index % (n * n)
         i, j = cell // n, cell % n
         up, down, left, right = (i + n - 1) % n, (i + 1) % n, (j + n - 1) % n, (j + 1) % n
-        base = grid_ptr + (index // (n * n)) * mapsize * mapsize
-        draws = noise_ptr + (index // (n * n)) * row + offset
-        c = base  # corner (a, b) lies at (a * step, b * step)
-        here = tl.load(c + (i * step) * mapsize + j * step, mask=mask, other=0.0)
-        below = tl.load(c + (down * step) * mapsize + j * step, mask=mask, other=0.0)
-        after = tl.load(c + (i * step) * mapsize + right * step, mask=mask, other=0.0)
-        below_after = tl.load(c + (down * step) * mapsize + right * step, mask=mask, other=0.0)
-        above = tl.load(c + (up * step) * mapsize + j * step, mask=mask, other=0.0)
-        above_after = tl.load(c + (up * step) * mapsize + right * step, mask=mask, other=0.0)
-        before = tl.load(c + (i * step) * mapsize + left * step, mask=mask, other=0.0)
-        below_before = tl.load(c + (down * step) * mapsize + left * step, mask=mask, other=0.0)
+        corners = grid_ptr + (index // (n * n)) * mapsize * mapsize  # corner (a, b) at (a * step, b * step)
+        draws = noise_ptr + (index // (n * n)) * row + offset  # this scale's squares, then both edge sets
+        here = tl.load(corners + (i * step) * mapsize + j * step, mask=mask, other=0.0)
+        below = tl.load(corners + (down * step) * mapsize + j * step, mask=mask, other=0.0)
+        after = tl.load(corners + (i * step) * mapsize + right * step, mask=mask, other=0.0)
+        below_after = tl.load(corners + (down * step) * mapsize + right * step, mask=mask, other=0.0)
+        above = tl.load(corners + (up * step) * mapsize + j * step, mask=mask, other=0.0)
+        above_after = tl.load(corners + (up * step) * mapsize + right * step, mask=mask, other=0.0)
+        before = tl.load(corners + (i * step) * mapsize + left * step, mask=mask, other=0.0)
+        below_before = tl.load(corners + (down * step) * mapsize + left * step, mask=mask, other=0.0)
         square = tl.load(draws + cell, mask=mask, other=0.0)
         square_above = tl.load(draws + up * n + j, mask=mask, other=0.0)
         square_before = tl.load(draws + i * n + left, mask=mask, other=0.0)
+        edge_a_draw = tl.load(draws + n * n + cell, mask=mask, other=0.0)
+        edge_b_draw = tl.load(draws + 2 * n * n + cell, mask=mask, other=0.0)
         # centre (i, j) = ((C[i,j] + C[i+1,j]) + (C[i,j+1] + C[i+1,j+1])) / 4 + draw
         centre = ((here + below) + (after + below_after)) / 4.0 + square
         centre_above = ((above + here) + (above_after + after)) / 4.0 + square_above
         centre_before = ((before + below_before) + (here + below)) / 4.0 + square_before
+        edge_a = (((centre + centre_above) + here) + after) / 4.0 + edge_a_draw
+        edge_b = (((centre + centre_before) + here) + below) / 4.0 + edge_b_draw
         half = step // 2
-        edge_a = (((centre + centre_above) + here) + after) / 4.0 + tl.load(draws + n * n + cell, mask=mask, other=0.0)
-        edge_b = (((centre + centre_before) + here) + below) / 4.0 + tl.load(draws + 2 * n * n + cell, mask=mask,
-                                                                              other=0.0)
-        tl.store(c + (i * step + half) * mapsize + j * step + half, centre, mask=mask)
-        tl.store(c + (i * step) * mapsize + j * step + half, edge_a, mask=mask)
-        tl.store(c + (i * step + half) * mapsize + j * step, edge_b, mask=mask)
+        tl.store(corners + (i * step + half) * mapsize + j * step + half, centre, mask=mask)
+        tl.store(corners + (i * step) * mapsize + j * step + half, edge_a, mask=mask)
+        tl.store(corners + (i * step + half) * mapsize + j * step, edge_b, mask=mask)
 
 
 def _draw_sizes(mapsize: int) -> tuple[int, ...]:

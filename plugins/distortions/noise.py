@@ -111,9 +111,9 @@ class _PoissonInverse:
     Each row keeps its distinct thresholds below 2^24 with their cumulative counts, and a guide
     gives, per row and per 2^14-wide bucket of ``k``, how many are at most the bucket's start: a
     sample is one guide lookup, a branchless binary search over the few thresholds inside the
-    bucket (fewer than ``2^steps``: ``steps`` halvings find its count) and a count lookup. Every query costs the same few gathers (no
-    data-dependent loop, nothing read back to the host), 4-5x faster on the CPU than a binary
-    search of the whole table. On a GPU the whole search is one fused kernel (the same steps in
+    bucket (fewer than ``2^steps``, so ``steps`` halvings find their count) and a count lookup.
+    Every query costs the same few gathers (no data-dependent loop, nothing read back to the
+    host), 4-5x faster on the CPU than a binary search of the whole table. On a GPU the whole search is one fused kernel (the same steps in
     registers: about 20 passes over the batch's memory become one).
     """
 
