@@ -22,12 +22,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).parent))  # gpu.py beside this file
+from gpu import MODELS, _context, _train_step, timed  # noqa: E402
 
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
@@ -35,21 +40,6 @@ from robench_plugins.distortions import _device
 
 PROFILED = ("glass_blur", "spatter", "frost", "fog", "snow", "shot_noise", "zoom_blur", "motion_blur",
             "elastic_transform", "jpeg_compression", "gaussian_noise")
-
-
-def timed(fn, device: torch.device, repeat: int) -> float:
-    """Median seconds of ``fn()`` over ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def mixing_figures(registry: Registry, device: torch.device, batch: int, size: int, repeat: int) -> None:
@@ -107,12 +97,6 @@ def kernel_figures(registry: Registry, device: torch.device, batch: int, size: i
 
 
 def step_parts(device: torch.device, batch: int, steps: int, repeat: int) -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from gpu import MODELS, _context, _train_step
-
     from robench.backbone import BackboneSpec, create_backbone
     from robench.training import autocast, make_optimizer
 

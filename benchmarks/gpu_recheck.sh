@@ -5,15 +5,7 @@
 # Usage: bash benchmarks/gpu_recheck.sh [OUT_DIR]   (works from a checkout, installed or not)
 set -uo pipefail
 out="${1:-${OUT:-gpu-recheck}}"
-mkdir -p "$out"
-if ! python3 -c "import robench_plugins" 2>/dev/null; then  # not installed: import from the checkout
-    mkdir -p /tmp/robench-path && ln -sfn "$PWD/plugins" /tmp/robench-path/robench_plugins
-    export PYTHONPATH="$PWD:/tmp/robench-path${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv | tee "$out/gpu.txt"
-python3 -c "import torch, timm, triton; print('torch', torch.__version__, 'timm', timm.__version__,
-'triton', triton.__version__)" | tee -a "$out/gpu.txt"
+source "$(dirname "$0")/gpu_env.sh"
 timeout 100 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_jpeg_codec.py \
