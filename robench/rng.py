@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from robench import rng_fused
+from robench import native, rng_fused
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -69,8 +69,9 @@ class BatchRNG:
 
     Values are 32-bit hashes (two rounds of the ``lowbias32`` integer hash, keyed by two 32-bit
     halves of a SplitMix64 hash of the sample seed and the stream) of the element counter: int32
-    tensor ops only, which CPUs vectorise. On CUDA devices each draw is one fused Triton kernel
-    (:mod:`robench.rng_fused`) that gives the same values.
+    tensor ops only. On CUDA devices each draw is one fused Triton kernel
+    (:mod:`robench.rng_fused`), on the CPU one loop in C (:mod:`robench.native`), that give the
+    same values.
 
     Args:
         seeds: int64 tensor of shape ``(B,)``; its device is where values are generated.
@@ -102,6 +103,14 @@ class BatchRNG:
         """Skip the streams that ``other`` (a subset of this RNG) has drawn since the split."""
         self._calls = max(self._calls, other._calls)
 
+    def open_streams(self, count: int) -> int:
+        """Reserve ``count`` new streams, as ``count`` draws would, and return the number of the
+        first: for kernels that hash their draws in place (stream ``first + k``'s element ``i`` is
+        the hash of counter ``i`` under that stream's keys; see :mod:`robench.native`)."""
+        first = self._calls + 1
+        self._calls += count
+        return first
+
     def bits(self, *shape: int) -> torch.Tensor:
         """Uniform 32-bit hashes as int32, shape ``(B, *shape)``."""
         return self._draw((math.prod(shape),), rng_fused.BITS).view(self.batch_size, *shape)
@@ -126,6 +135,10 @@ class BatchRNG:
         z = self._draw(((count + 1) // 2,), rng_fused.NORMAL, columns=count)
         return z.reshape(self.batch_size, *shape)
 
+    def normal_table(self) -> torch.Tensor:
+        """The float32 quantiles :meth:`normal` looks its 16-bit uniforms up in, on this device."""
+        return _normal_table(self.device)
+
     def integers(self, low: int, high: int, *shape: int) -> torch.Tensor:
         """Integers uniform in [low, high), int64, shape ``(B, *shape)`` (span below 2^24)."""
         if high <= low:
@@ -140,8 +153,7 @@ class BatchRNG:
         ``(B, sum(sizes))`` tensor (stream ``k``'s element ``i`` hashes counter ``i`` under keys
         derived from the sample seed and the call number), as int32 hashes, uniform floats or
         (one stream, ``columns`` values from its hashes' two halves) normal values."""
-        first = self._calls + 1
-        self._calls += len(sizes)
+        first = self.open_streams(len(sizes))
         hashed = sum(sizes)
         layout = _stream_layout(sizes, self.device) if len(sizes) > 1 else None
         table = _normal_table(self.device) if mode == rng_fused.NORMAL else None
@@ -149,6 +161,9 @@ class BatchRNG:
             out = rng_fused.draw(self.seeds, first, columns or hashed, mode, layout=layout, table=table, hashed=hashed)
             if out is not None:
                 return out
+        elif native.available(self.device):
+            return native.draw(self.seeds, first, columns or hashed, mode, streams=len(sizes), hashed=hashed,
+                               layout=layout, table=table)
         if layout is None:
             keys = mix64(self.seeds ^ _signed(first * _MIX1))[:, None]
         else:

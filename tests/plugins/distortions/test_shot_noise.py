@@ -9,6 +9,7 @@ import pytest
 import scipy.stats
 import torch
 
+from robench import native
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions.noise import _SHOT, ShotNoise, _poisson_inverse, _poisson_thresholds
 
@@ -32,7 +33,12 @@ def check_every_step(table: str, device: str = "cpu") -> None:
 
 
 @pytest.mark.parametrize("table", ["cifar-10-c", "imagenet-c"])
-def test_sampler_counts_the_thresholds_at_most_k_at_every_step(table: str) -> None:
+@pytest.mark.parametrize("path", ["C kernel", "torch"])
+def test_sampler_counts_the_thresholds_at_most_k_at_every_step(monkeypatch, table: str, path: str) -> None:
+    if path == "torch":
+        monkeypatch.setenv("ROBENCH_FUSED", "0")
+    elif not native.available(torch.device("cpu")):
+        pytest.skip("the C kernels are not available here")
     check_every_step(table)
 
 

@@ -1,0 +1,188 @@
+/* CPU kernels for robench (see robench/native.py): each equals a torch path bit for bit.
+ *
+ * Compiled once per machine by robench.native with the system C compiler and called through
+ * ctypes on a range of rows or elements, so that several threads can share one call.
+ * Unsigned 32- and 64-bit arithmetic wraps, as the torch paths' int32 / int64 operators do.
+ */
+#include <stdint.h>
+#include <math.h>
+#include <stdlib.h>
+
+#define MIX1 0xBF58476D1CE4E5B9ULL
+#define MIX2 0x94D049BB133111EBULL
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= MIX1;
+    x ^= x >> 27;
+    x *= MIX2;
+    return x ^ (x >> 31);
+}
+
+static inline uint32_t lowbias32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352DU;
+    x ^= x >> 15;
+    x *= 0x846CA68BU;
+    return x ^ (x >> 16);
+}
+
+/* The two 32-bit keys of a sample's stream `call` (BatchRNG: SplitMix64 of the seed and call). */
+static inline void stream_key(int64_t seed, int64_t call, uint32_t *low, uint32_t *high) {
+    const uint64_t key = mix64((uint64_t)seed ^ ((uint64_t)call * MIX1));
+    *low = (uint32_t)key;
+    *high = (uint32_t)(key >> 32);
+}
+
+/* Element `counter`'s 32-bit hash in the stream with these keys. */
+static inline uint32_t hash(uint32_t counter, uint32_t low, uint32_t high) {
+    return lowbias32(lowbias32(counter + low) ^ high);
+}
+
+enum { BITS = 0, UNIFORM = 1, NORMAL = 2 };
+
+enum { DRAW = 0, GAUSSIAN = 1, SPECKLE = 2, IMPULSE = 3 };
+
+static inline float clamp01(float value) { return value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value); }
+
+/* Normal values from the hashes of counters 0..hashed-1 under these keys, as BatchRNG.normal lays
+ * them out (size values, hashed = ceil(size / 2)): value j from the low 16 bits of hash j, value
+ * hashed + j from its high 16 bits; stored in y as they are (DRAW) or as the noise they add to
+ * x (GAUSSIAN x + sigma * z, SPECKLE x * (1 + sigma * z), clamped to [0, 1]). `kind` is a
+ * constant at each call, so each is its own vectorised loop. */
+static inline __attribute__((always_inline)) void normal_loop(
+    const int kind, int64_t size, uint32_t low, uint32_t high, const float *restrict table,
+    float sigma, const float *restrict x, float *restrict y) {
+    const int64_t hashed = (size + 1) / 2, pairs = size / 2;
+    const float *restrict x_high = x + hashed;
+    float *restrict y_high = y + hashed;
+    for (int64_t j = 0; j < hashed; ++j) {
+        const uint32_t h = hash((uint32_t)j, low, high);
+        const float z = table[(int32_t)(h & 0xFFFF)];
+        y[j] = kind == DRAW ? z : clamp01(kind == GAUSSIAN ? x[j] + sigma * z : x[j] * (1.0f + sigma * z));
+    }
+    for (int64_t j = 0; j < pairs; ++j) {
+        const uint32_t h = hash((uint32_t)j, low, high);
+        const float z = table[(int32_t)(h >> 16)];
+        y_high[j] = kind == DRAW ? z
+                    : clamp01(kind == GAUSSIAN ? x_high[j] + sigma * z : x_high[j] * (1.0f + sigma * z));
+    }
+}
+
+/* BatchRNG._draw for rows [row_begin, row_end): the hashes of element counters 0..hashed-1 of
+ * streams first, first + 1, ... (stream[j] / counter[j] per column when streams > 1, else stream 0
+ * and counter j), written as int32 bits, float32 uniforms in [0, 1) from the top 24 bits, or
+ * (NORMAL, one stream, columns values) normal values as normal_loop lays them out. out is
+ * (rows, columns) of int32 or float32. */
+void robench_draw(const int64_t *seeds, int64_t row_begin, int64_t row_end, int64_t first,
+                  int64_t streams, const int64_t *stream, const int32_t *counter, int64_t hashed,
+                  int64_t columns, int mode, const float *table, void *out) {
+    uint32_t low_one, high_one;
+    uint32_t *low = &low_one, *high = &high_one;
+    if (streams > 1) {
+        low = malloc(2 * (size_t)streams * sizeof(uint32_t));
+        if (low == NULL) abort();
+        high = low + streams;
+    }
+    for (int64_t b = row_begin; b < row_end; ++b) {
+        for (int64_t s = 0; s < streams; ++s) stream_key(seeds[b], first + s, &low[s], &high[s]);
+        int32_t *restrict bits = (int32_t *)out + b * columns;
+        float *restrict values = (float *)out + b * columns;
+        const uint32_t l = low[0], h = high[0];
+        if (streams > 1) {
+            for (int64_t j = 0; j < hashed; ++j) {
+                const int64_t s = stream[j];
+                const uint32_t x = hash((uint32_t)counter[j], low[s], high[s]);
+                if (mode == BITS) bits[j] = (int32_t)x;
+                else values[j] = (float)(x >> 8) * (1.0f / 16777216.0f);
+            }
+        } else if (mode == BITS) {
+            for (int64_t j = 0; j < hashed; ++j) bits[j] = (int32_t)hash((uint32_t)j, l, h);
+        } else if (mode == UNIFORM) {
+            for (int64_t j = 0; j < hashed; ++j)
+                values[j] = (float)(hash((uint32_t)j, l, h) >> 8) * (1.0f / 16777216.0f);
+        } else {
+            normal_loop(DRAW, columns, l, h, table, 0.0f, NULL, values);
+        }
+    }
+    if (streams > 1) free(low);
+}
+
+/* The noise corruptions for samples [row_begin, row_end) of `size` values each, hashing their
+ * draws in place (stream `call` of each sample's seed, as one BatchRNG.normal / bits would):
+ * GAUSSIAN x + sigma * z and SPECKLE x * (1 + sigma * z), clamped to [0, 1], with z from the
+ * normal table, and IMPULSE: x replaced by the hash's lowest bit where its top 24 bits fall below
+ * the threshold. parameter[b] is sample b's sigma (a float32 value) or threshold (an integer
+ * below 2^24). */
+void robench_noise(int kind, const float *images, const int64_t *seeds, int64_t call,
+                   const double *parameter, const float *table, float *out, int64_t row_begin,
+                   int64_t row_end, int64_t size) {
+    for (int64_t b = row_begin; b < row_end; ++b) {
+        uint32_t low, high;
+        stream_key(seeds[b], call, &low, &high);
+        const float *restrict x = images + b * size;
+        float *restrict y = out + b * size;
+        if (kind == IMPULSE) {
+            const uint32_t threshold = (uint32_t)parameter[b];
+            for (int64_t j = 0; j < size; ++j) {
+                const uint32_t h = hash((uint32_t)j, low, high);
+                const float salt = (float)(h & 1), value = x[j];
+                y[j] = ((h >> 8) & 0xFFFFFF) < threshold ? salt : value;
+            }
+            continue;
+        }
+        const float sigma = (float)parameter[b];
+        if (kind == GAUSSIAN) normal_loop(GAUSSIAN, size, low, high, table, sigma, x, y);
+        else normal_loop(SPECKLE, size, low, high, table, sigma, x, y);
+    }
+}
+
+/* _PoissonInverse.__call__'s count for one value: the guide gives the thresholds at most the start
+ * of k's bucket, and the few in the bucket (fewer than 2^steps; each row is padded with 2^24,
+ * above every k) are walked one by one; the cumulative table turns the position into a count. */
+static inline int32_t poisson_count(int32_t row, int32_t k, const int32_t *guide,
+                                    const int32_t *thresholds, const int32_t *cumulative,
+                                    int guide_bits) {
+    int32_t pos = guide[(k >> (24 - guide_bits)) + row * (1 << guide_bits)];
+    while (thresholds[pos] <= k) ++pos;
+    return cumulative[pos + row];
+}
+
+/* _PoissonInverse.__call__ for elements [begin, end) of int32 rows and uniforms k. */
+void robench_poisson(const int32_t *rows, const int32_t *k, const int32_t *guide,
+                     const int32_t *thresholds, const int32_t *cumulative, int32_t *out,
+                     int64_t begin, int64_t end, int guide_bits) {
+    for (int64_t i = begin; i < end; ++i)
+        out[i] = poisson_count(rows[i], k[i], guide, thresholds, cumulative, guide_bits);
+}
+
+/* ShotNoise.apply_mixed for samples [row_begin, row_end) of `size` values each: a value's uint8
+ * level (x * 255 rounded half to even) picks the Poisson row first_row[b] + level, and the top 24
+ * bits of its hash (stream `call`, as BatchRNG.bits would) the count (poisson_count); the count
+ * over photons[b], clamped to [0, 1], is written to out. Returns how many values were outside
+ * [0, 1] (or NaN): those are sampled at level 0, and the caller raises. */
+int64_t robench_shot_noise(const float *images, const int64_t *seeds, int64_t call,
+                           const int64_t *first_row, const int64_t *photons, const int32_t *guide,
+                           const int32_t *thresholds, const int32_t *cumulative, float *out,
+                           int64_t row_begin, int64_t row_end, int64_t size, int guide_bits) {
+    int64_t outside = 0;
+    for (int64_t b = row_begin; b < row_end; ++b) {
+        uint32_t low, high;
+        stream_key(seeds[b], call, &low, &high);
+        const int32_t first = (int32_t)first_row[b];
+        const float divisor = (float)photons[b];
+        const float *x = images + b * size;
+        float *y = out + b * size;
+        for (int64_t j = 0; j < size; ++j) {
+            float level = nearbyintf(x[j] * 255.0f);
+            if (!(level >= 0.0f && level <= 255.0f)) {
+                ++outside;
+                level = 0.0f;
+            }
+            const int32_t k = (int32_t)((hash((uint32_t)j, low, high) >> 8) & 0xFFFFFF);
+            const int32_t count = poisson_count(first + (int32_t)level, k, guide, thresholds, cumulative, guide_bits);
+            y[j] = clamp01((float)count / divisor);
+        }
+    }
+    return outside;
+}

@@ -1,0 +1,262 @@
+"""CPU kernels in C beside their torch paths.
+
+On the CPU some hot paths are dozens of torch operators, each a full pass over a batch's memory
+(the random hash of :class:`robench.rng.BatchRNG`: about 25 integer operators per value). A loop
+in C does the same arithmetic in registers and touches memory once. The kernels
+(``robench/csrc/cpu_kernels.c``) are compiled on first use with the system C compiler
+(``$CC``, else ``cc``) for this machine's processor, kept in a cache directory
+(``$ROBENCH_KERNEL_CACHE``, else ``~/.cache/robench/kernels``) under a name that hashes the
+source, the compiler and the processor's features, and called through ctypes, which releases the
+GIL, so that a call's rows are shared among ``torch.get_num_threads()`` threads.
+
+Each kernel equals its torch path bit for bit (tests compare them). Where there is no compiler, or
+the compiler or loader fails, one warning is logged and the torch paths serve for the rest of the
+process; ``ROBENCH_FUSED=0`` turns these kernels off as it does the GPU ones.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.c"
+FLAGS = ("-O3", "-march=native", "-std=c99", "-ffp-contract=off", "-fno-trapping-math", "-shared", "-fPIC")
+# below this many elements a call runs on the calling thread (a hand-off costs some 20 us)
+_PARALLEL_MIN = 1 << 15
+
+_c_int64, _c_int, _p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+_SIGNATURES = {
+    "robench_draw": (_p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _c_int64, _c_int64, _c_int, _p, _p),
+    "robench_noise": (_c_int, _p, _p, _c_int64, _p, _p, _p, _c_int64, _c_int64, _c_int64),
+    "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
+    "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
+}
+_RESULTS = {"robench_shot_noise": _c_int64}
+
+
+
+def _cpu_features() -> str:
+    """What ``-march=native`` compiles for: the processor's feature flags (or its name)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class NativeLibrary:
+    """The compiled kernels of one C source, built and loaded on first use.
+
+    Args:
+        source: the C file.
+        cache_dir: where the shared library is kept (default: ``$ROBENCH_KERNEL_CACHE`` or
+            ``~/.cache/robench/kernels``).
+        compiler: the C compiler command (default: ``$CC`` or ``cc``).
+    """
+
+    def __init__(self, source: Path = SOURCE, cache_dir: Path | None = None, compiler: str | None = None) -> None:
+        self.source = source
+        self.cache_dir = cache_dir
+        self.compiler = compiler
+        self.failed = False
+        self._library: ctypes.CDLL | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> ctypes.CDLL | None:
+        """The loaded library, compiling it if this machine has none cached; None (after one
+        warning) if that fails."""
+        if self._library is not None or self.failed:
+            return self._library
+        with self._lock:
+            if self._library is None and not self.failed:
+                try:
+                    self._library = self._open(self._build())
+                except (OSError, subprocess.SubprocessError, AttributeError) as error:
+                    self.failed = True
+                    logger.warning("CPU kernels unavailable (%s); using the torch paths", error)
+        return self._library
+
+    def _build(self) -> Path:
+        compiler = shlex.split(self.compiler or os.environ.get("CC") or "cc")
+        text = self.source.read_bytes()
+        version = subprocess.run([*compiler, "--version"], capture_output=True, timeout=60, check=True).stdout
+        key = hashlib.sha256(b"\0".join([text, version, " ".join(FLAGS).encode(), _cpu_features().encode()]))
+        cache = self.cache_dir or Path(os.environ.get("ROBENCH_KERNEL_CACHE")
+                                       or Path.home() / ".cache" / "robench" / "kernels")
+        target = cache / f"{self.source.stem}-{key.hexdigest()[:16]}.so"
+        if target.exists():
+            return target
+        cache.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=cache, prefix=f".{target.name}.", suffix=".so")
+        os.close(handle)
+        try:
+            done = subprocess.run([*compiler, *FLAGS, str(self.source), "-o", partial],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                raise OSError(f"{' '.join(compiler)} failed on {self.source.name}: {done.stderr.strip()[-500:]}")
+            os.replace(partial, target)  # atomic: concurrent workers may build the same file
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+        logger.info("compiled CPU kernels into %s", target)
+        return target
+
+    @staticmethod
+    def _open(path: Path) -> ctypes.CDLL:
+        library = ctypes.CDLL(str(path))
+        for name, arguments in _SIGNATURES.items():
+            function = getattr(library, name)
+            function.argtypes = arguments
+            function.restype = _RESULTS.get(name)
+        return library
+
+
+LIBRARY = NativeLibrary()
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None  # a forked child has the pool object but none of its threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def available(device: torch.device) -> bool:
+    """Whether work on ``device`` should take the C kernels (compiling them if need be)."""
+    return (device.type == "cpu" and os.environ.get("ROBENCH_FUSED", "1") != "0"
+            and LIBRARY.load() is not None)
+
+
+def parallel(work: Callable[[int, int], object], total: int, cost: int) -> None:
+    """``work(begin, end)`` over ``[0, total)`` split among ``torch.get_num_threads()`` threads,
+    or on this thread when ``cost`` (elements touched) is small."""
+    global _POOL
+    threads = min(torch.get_num_threads(), total)
+    if threads <= 1 or cost < _PARALLEL_MIN:
+        work(0, total)
+        return
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="robench-cpu")
+        pool = _POOL
+    bounds = [total * i // threads for i in range(threads + 1)]
+    futures = [pool.submit(work, begin, end) for begin, end in zip(bounds[:-1], bounds[1:])]
+    for future in futures:
+        future.result()
+
+
+def draw(seeds: torch.Tensor, first: int, columns: int, mode: int, *, streams: int, hashed: int, layout=None,
+         table=None) -> torch.Tensor:
+    """:func:`robench.rng_fused.draw`'s result on the CPU (same arguments and values; ``streams``
+    is the number of streams side by side)."""
+    batch = seeds.shape[0]
+    out = torch.empty((batch, columns), dtype=torch.int32 if mode == 0 else torch.float32)
+    if batch * columns == 0:
+        return out
+    seeds = seeds.contiguous()
+    stream, counter = layout if layout is not None else (None, None)
+    function = LIBRARY.load().robench_draw
+    pointers = (stream.data_ptr() if stream is not None else None,
+                counter.data_ptr() if counter is not None else None)
+
+    def rows(begin: int, end: int) -> None:
+        function(seeds.data_ptr(), begin, end, first, streams, *pointers, hashed, columns, mode,
+                 table.data_ptr() if table is not None else None, out.data_ptr())
+
+    parallel(rows, batch, batch * columns)
+    return out
+
+
+GAUSSIAN, SPECKLE, IMPULSE = 1, 2, 3  # as in cpu_kernels.c
+
+
+def takes(images: torch.Tensor) -> bool:
+    """Whether a whole-distortion kernel serves these images (float32 on the CPU, kernels on)."""
+    return images.dtype == torch.float32 and available(images.device)
+
+
+def _per_sample(parameter: float | torch.Tensor, batch: int) -> torch.Tensor:
+    """A scalar or ``(B, 1, 1, 1)`` parameter as ``B`` float64 values."""
+    if isinstance(parameter, torch.Tensor):
+        return parameter.reshape(-1).to(torch.float64).expand(batch).contiguous()
+    return torch.full((batch,), parameter, dtype=torch.float64)
+
+
+def noise(kind: int, images: torch.Tensor, parameter: float | torch.Tensor, rng, table: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    """A noise corruption's pixels with its draws hashed in place, as its torch path computes them
+    from one ``rng.normal`` (``GAUSSIAN``: ``x + sigma * z``; ``SPECKLE``: ``x * (1 + sigma * z)``;
+    both clamped, z from the normal ``table``) or one ``rng.bits`` (``IMPULSE``: 0 or 1 where the
+    top 24 bits fall below the integer ``parameter``). ``parameter`` is a scalar or per sample."""
+    images = images.contiguous()
+    batch, size = images.shape[0], images[0].numel()
+    if kind != IMPULSE:  # sigma as the float32 value the torch path multiplies by
+        parameter = parameter.to(torch.float32) if isinstance(parameter, torch.Tensor) else float(
+            torch.tensor(parameter, dtype=torch.float32))
+    values, seeds, call = _per_sample(parameter, batch), rng.seeds.contiguous(), rng.open_streams(1)
+    out = torch.empty_like(images)
+    function = LIBRARY.load().robench_noise
+
+    def rows(begin: int, end: int) -> None:
+        function(kind, images.data_ptr(), seeds.data_ptr(), call, values.data_ptr(),
+                 table.data_ptr() if table is not None else None, out.data_ptr(), begin, end, size)
+
+    parallel(rows, batch, images.numel())
+    return out
+
+
+def poisson(rows: torch.Tensor, k: torch.Tensor, sampler) -> torch.Tensor:
+    """``_PoissonInverse.__call__``'s counts on the CPU (flat int32 ``rows`` and ``k``)."""
+    rows, k = rows.contiguous(), k.contiguous()
+    out = torch.empty_like(k)
+    function = LIBRARY.load().robench_poisson
+
+    def elements(begin: int, end: int) -> None:
+        function(rows.data_ptr(), k.data_ptr(), sampler.guide.data_ptr(), sampler.thresholds.data_ptr(),
+                 sampler.cumulative.data_ptr(), out.data_ptr(), begin, end, sampler.GUIDE_BITS)
+
+    parallel(elements, k.numel(), k.numel())
+    return out
+
+
+def shot_noise(images: torch.Tensor, first_row: torch.Tensor, photons: torch.Tensor, sampler, rng) -> torch.Tensor:
+    """``ShotNoise.apply_mixed``'s pixels, hashing its one ``rng.bits`` draw in place: float32
+    ``images`` ``(B, ...)``, each sample's first Poisson row and photon count (int64, ``B`` values),
+    the ``_PoissonInverse`` whose tables to search. Raises ValueError for values outside [0, 1]."""
+    images = images.contiguous()
+    first_row, photons = first_row.reshape(-1).contiguous(), photons.reshape(-1).contiguous()
+    seeds, call = rng.seeds.contiguous(), rng.open_streams(1)
+    out = torch.empty_like(images)
+    batch, size = images.shape[0], images[0].numel()
+    function = LIBRARY.load().robench_shot_noise
+    outside = []
+
+    def rows(begin: int, end: int) -> None:
+        outside.append(function(
+            images.data_ptr(), seeds.data_ptr(), call, first_row.data_ptr(), photons.data_ptr(),
+            sampler.guide.data_ptr(), sampler.thresholds.data_ptr(), sampler.cumulative.data_ptr(), out.data_ptr(),
+            begin, end, size, sampler.GUIDE_BITS))
+
+    parallel(rows, batch, images.numel())
+    if sum(outside):
+        raise ValueError(f"shot_noise takes images in [0, 1]; {sum(outside)} values were outside (or NaN)")
+    return out

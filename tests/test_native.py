@@ -1,0 +1,127 @@
+"""The CPU kernels in C give exactly the torch paths' values, and fall back cleanly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from robench import native
+from robench.registry import Registry
+from robench.rng import BatchRNG, sample_seeds
+
+HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
+needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
+NOISES = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise")
+
+
+def draws(rng: BatchRNG) -> list[torch.Tensor]:
+    """Every kind of draw: odd sizes, one value, several streams at once, counters past 2^16."""
+    return [rng.bits(5, 7), rng.uniform(3, 11), rng.normal(13), rng.normal(4, 4), rng.normal(1),
+            rng.uniform_streams(3, 5, 0, 1), rng.integers(0, 10, 9), rng.bits(70_001), rng.normal(3, 33, 31)]
+
+
+def _both_paths(monkeypatch, make) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``make()`` through the C kernels, then through the torch paths."""
+    assert native.available(torch.device("cpu"))
+    compiled = make()
+    monkeypatch.setenv("ROBENCH_FUSED", "0")
+    assert not native.available(torch.device("cpu"))
+    return compiled, make()
+
+
+def _same(compiled: list[torch.Tensor], plain: list[torch.Tensor]) -> None:
+    assert len(compiled) == len(plain)
+    for a, b in zip(compiled, plain):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.equal(a, b)
+
+
+@needs_compiler
+@pytest.mark.parametrize("batch", [1, 3, 64])  # 64 rows of 70,001 values: shared among threads
+def test_draws_equal_the_torch_path(monkeypatch, batch: int) -> None:
+    seeds = sample_seeds(7, torch.arange(batch) * 13)
+
+    def make() -> list[torch.Tensor]:
+        rng = BatchRNG(seeds)
+        rng.bits(2)  # a later stream
+        return draws(rng)
+
+    _same(*_both_paths(monkeypatch, make))
+
+
+def _images(batch: int, size: int) -> torch.Tensor:
+    """Random images with exact 0s and 1s and uint8 levels (shot noise reads levels)."""
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(size))
+    images[:, :, 0, 0], images[:, :, 0, 1] = 0.0, 1.0
+    images[:, 0] = (images[:, 0] * 255).round() / 255
+    return images
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", NOISES)
+@pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224)])  # odd value counts, many rows, the ImageNet-C table
+def test_noise_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
+    distortion = Registry(entry_points=False).get("distortion", name)()
+    images = _images(*shape)
+    seeds = sample_seeds(5, torch.arange(shape[0]))
+    mixed = torch.arange(shape[0]) % 5 + 1
+
+    def make() -> list[torch.Tensor]:
+        out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
+        rng = BatchRNG(seeds)
+        out.append(distortion.call_mixed(images, mixed, rng))
+        out.append(rng.uniform(4))  # the kernel used up exactly the torch path's streams
+        return out
+
+    _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+def test_shot_noise_rejects_values_outside_the_unit_range() -> None:
+    distortion = Registry(entry_points=False).get("distortion", "shot_noise")()
+    images = _images(2, 8)
+    images[1, 2, 3, 4] = 1.5
+    with pytest.raises(ValueError, match=r"shot_noise takes images in \[0, 1\]; 1 values were outside"):
+        distortion(images, 2, BatchRNG(sample_seeds(0, torch.arange(2))))
+
+
+def test_other_devices_dtypes_and_the_switch_take_the_torch_path(monkeypatch) -> None:
+    assert not native.available(torch.device("meta"))
+    assert not native.takes(torch.zeros(2, 3, dtype=torch.float64))
+    monkeypatch.setenv("ROBENCH_FUSED", "0")
+    assert not native.available(torch.device("cpu"))
+
+
+@needs_compiler
+def test_the_library_is_built_once_per_machine(tmp_path: Path) -> None:
+    first = native.NativeLibrary(cache_dir=tmp_path)
+    assert first.load() is not None
+    built = list(tmp_path.iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"  # no partial file left beside it
+    stamp = built[0].stat().st_mtime_ns
+    assert native.NativeLibrary(cache_dir=tmp_path).load() is not None
+    assert list(tmp_path.iterdir()) == built and built[0].stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("problem", ["no compiler", "a compile error"])
+def test_a_failed_build_falls_back_with_one_warning(tmp_path: Path, caplog, problem: str) -> None:
+    source = tmp_path / "broken.c"
+    source.write_text("this is not C\n")
+    if problem == "no compiler":
+        library = native.NativeLibrary(cache_dir=tmp_path / "cache", compiler=str(tmp_path / "no-such-cc"))
+    else:
+        if not HAS_COMPILER:
+            pytest.skip("needs a C compiler")
+        library = native.NativeLibrary(source, cache_dir=tmp_path / "cache")
+    with caplog.at_level(logging.WARNING, logger="robench.native"):
+        assert library.load() is None
+        assert library.load() is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "using the torch paths" in warnings[0].getMessage()
+    assert library.failed
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())  # nothing half-built
