@@ -50,22 +50,25 @@ static inline float clamp01(float value) { return value < 0.0f ? 0.0f : (value >
  * hashed + j from its high 16 bits; stored in y as they are (DRAW) or as the noise they add to
  * x (GAUSSIAN x + sigma * z, SPECKLE x * (1 + sigma * z), clamped to [0, 1]). `kind` is a
  * constant at each call, so each is its own vectorised loop. */
+static inline __attribute__((always_inline)) float with_noise(const int kind, float x, float z, float sigma) {
+    return kind == DRAW ? z : clamp01(kind == GAUSSIAN ? x + sigma * z : x * (1.0f + sigma * z));
+}
+
 static inline __attribute__((always_inline)) void normal_loop(
     const int kind, int64_t size, uint32_t low, uint32_t high, const float *restrict table,
     float sigma, const float *restrict x, float *restrict y) {
     const int64_t hashed = (size + 1) / 2, pairs = size / 2;
     const float *restrict x_high = x + hashed;
     float *restrict y_high = y + hashed;
-    for (int64_t j = 0; j < hashed; ++j) {
-        const uint32_t h = hash((uint32_t)j, low, high);
-        const float z = table[(int32_t)(h & 0xFFFF)];
-        y[j] = kind == DRAW ? z : clamp01(kind == GAUSSIAN ? x[j] + sigma * z : x[j] * (1.0f + sigma * z));
-    }
     for (int64_t j = 0; j < pairs; ++j) {
         const uint32_t h = hash((uint32_t)j, low, high);
-        const float z = table[(int32_t)(h >> 16)];
-        y_high[j] = kind == DRAW ? z
-                    : clamp01(kind == GAUSSIAN ? x_high[j] + sigma * z : x_high[j] * (1.0f + sigma * z));
+        const float z_low = table[(int32_t)(h & 0xFFFF)], z_high = table[(int32_t)(h >> 16)];
+        y[j] = with_noise(kind, kind == DRAW ? 0.0f : x[j], z_low, sigma);
+        y_high[j] = with_noise(kind, kind == DRAW ? 0.0f : x_high[j], z_high, sigma);
+    }
+    if (pairs < hashed) { /* an odd size: the last hash's high half is not used */
+        const float z_low = table[(int32_t)(hash((uint32_t)pairs, low, high) & 0xFFFF)];
+        y[pairs] = with_noise(kind, kind == DRAW ? 0.0f : x[pairs], z_low, sigma);
     }
 }
 
