@@ -42,6 +42,7 @@ _c_int64, _c_int, _p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
     "robench_draw": (_p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _c_int64, _c_int64, _c_int, _p, _p),
     "robench_noise": (_c_int, _p, _p, _c_int64, _p, _p, _p, _c_int64, _c_int64, _c_int64),
+    "robench_pixelate": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, *(_p,) * 8),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -259,4 +260,25 @@ def shot_noise(images: torch.Tensor, first_row: torch.Tensor, photons: torch.Ten
     parallel(rows, batch, images.numel())
     if sum(outside):
         raise ValueError(f"shot_noise takes images in [0, 1]; {sum(outside)} values were outside (or NaN)")
+    return out
+
+
+def pixelate(images: torch.Tensor, small: tuple[int, int], columns: tuple, rows: tuple,
+             upscale: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``Pixelate.apply``'s pixels on the CPU: float32 ``images`` ``(..., H, W)`` box-downscaled to
+    ``small`` (height, width) and upscaled back. ``columns`` and ``rows`` are each pass's int32
+    (first tap, end tap, fixed-point weight or None) per output pixel; ``upscale`` the int32 small
+    row and column each output row and column copies."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    h, w = images.shape[-2:]
+    planes = images.numel() // (h * w) if images.numel() else 0
+    function = LIBRARY.load().robench_pixelate
+    pointers = [t.data_ptr() if t is not None else None for t in (*columns, *rows, *upscale)]
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), begin, end, h, w, *small, *pointers)
+
+    if planes:
+        parallel(part, planes, images.numel())
     return out

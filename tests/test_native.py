@@ -16,7 +16,7 @@ from robench.rng import BatchRNG, sample_seeds
 
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
-NOISES = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise")
+IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate")  # whole distortions
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -63,9 +63,10 @@ def _images(batch: int, size: int) -> torch.Tensor:
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", NOISES)
-@pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224)])  # odd value counts, many rows, the ImageNet-C table
-def test_noise_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize("name", IN_C)
+# odd value counts and sizes, many rows, the ImageNet-C table (and an odd size with it)
+@pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224), (2, 101)])
+def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
     distortion = Registry(entry_points=False).get("distortion", name)()
     images = _images(*shape)
     seeds = sample_seeds(5, torch.arange(shape[0]))
@@ -79,6 +80,16 @@ def test_noise_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tupl
         return out
 
     _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
+    registry = Registry(entry_points=False)
+    for name in IN_C:
+        assert registry.get("distortion", name)().cpu_chunk_values is None
+    assert registry.get("distortion", "gaussian_blur")().cpu_chunk_values  # multi-pass torch code: chunks
+    monkeypatch.setenv("ROBENCH_FUSED", "0")
+    assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == 1 << 20
 
 
 @needs_compiler

@@ -11,6 +11,9 @@ import functools
 
 import torch
 
+from robench import native
+from robench.api import Distortion
+
 
 @functools.lru_cache(maxsize=512)
 def constant(values: tuple, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -23,3 +26,14 @@ def launch_bound(device: torch.device) -> bool:
     true on GPUs, false on the CPU. A mixed-severity pass that does more arithmetic than one
     pass per severity (a larger kernel, more zooms for every image) pays only where this holds."""
     return device.type != "cpu"
+
+
+class WholeBatchInC:
+    """Mixin for distortions whose CPU path is one loop in C (:mod:`robench.native`) that reads
+    the batch once: they take the whole batch at once on the CPU, where multi-pass torch code is
+    fed cache-sized chunks (``Distortion.cpu_chunk_values``; the chunks' concatenation alone
+    would cost a copy of the batch)."""
+
+    @property
+    def cpu_chunk_values(self) -> int | None:
+        return None if native.available(torch.device("cpu")) else Distortion.cpu_chunk_values

@@ -11,10 +11,11 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from robench import native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions import _device
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
-from robench_plugins.distortions._device import constant
+from robench_plugins.distortions._device import WholeBatchInC, constant
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 from robench_plugins.distortions._parametric import MixedPass, OneParameter
@@ -98,7 +99,7 @@ class JpegCompression(Distortion):
         return jpeg_roundtrip(images, _JPEG[self.table(*images.shape[-2:])], which)
 
 
-class Pixelate(Distortion):
+class Pixelate(WholeBatchInC, Distortion):
     """Pixelation: box downscale by c, upscale back.
 
     Pillow's BOX coefficients in its fixed point, rounding to uint8 after each pass, as the
@@ -114,6 +115,9 @@ class Pixelate(Distortion):
         factor = _PIXELATE[self.table(*images.shape[-2:])][severity - 1]
         h, w = images.shape[-2:]
         small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
+        if native.takes(images):  # the same passes, one plane at a time in one loop
+            return native.pixelate(images, (small_h, small_w), *_pixelate_plan(h, w, small_h, small_w,
+                                                                                self.table(h, w) == "cifar-10-c"))
         small = _box_resize((images * 255).round_(), small_h, small_w).div_(255).to(images.dtype)
         # Both upscales copy pixels (exactly), so they may come after the division by 255.
         if self.table(h, w) == "cifar-10-c":  # the CIFAR script upscales with BOX as well
@@ -134,6 +138,29 @@ class Pixelate(Distortion):
         x = _fixed_point((images * 255).round_() @ down_w.transpose(-1, -2), weight_w[..., None, :])
         small = _fixed_point(down_h @ x, weight_h[..., None]).div_(255).to(images.dtype)
         return up_h @ small @ up_w.transpose(-1, -2)
+
+
+@functools.lru_cache(maxsize=64)
+def _pixelate_plan(h: int, w: int, small_h: int, small_w: int, box_upscale: bool) -> tuple[tuple, tuple, tuple]:
+    """:func:`robench.native.pixelate`'s tables (CPU, int32): per small column and per small row
+    its first and end tap and fixed-point weight (None: single taps), and the small row and column
+    that each output row and column copies (BOX, or torch's ``nearest-exact`` as Pixelate uses)."""
+
+    def down(size: int, out: int) -> tuple:
+        taps, weight = _box_taps(size, out, torch.device("cpu"))
+        index = torch.arange(size, dtype=torch.int32)
+        hit = taps > 0
+        lo = torch.where(hit, index, size).amin(1).to(torch.int32)
+        hi = torch.where(hit, index + 1, 0).amax(1).to(torch.int32)
+        return lo, hi, weight
+
+    def up(small: int, size: int) -> torch.Tensor:
+        if box_upscale:
+            return _box_taps(small, size, torch.device("cpu"))[0].argmax(1).to(torch.int32)
+        ramp = torch.arange(small, dtype=torch.float32).view(1, 1, small)
+        return F.interpolate(ramp, size=size, mode="nearest-exact").view(-1).to(torch.int32)
+
+    return down(w, small_w), down(h, small_h), (up(small_h, h), up(small_w, w))
 
 
 @functools.lru_cache(maxsize=16)

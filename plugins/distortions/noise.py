@@ -15,6 +15,7 @@ import torch
 from robench import native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench.fused import FusedKernel, tl, triton
+from robench_plugins.distortions._device import WholeBatchInC
 from robench_plugins.distortions._parametric import MixedPass, OneParameter
 
 # sigma of x + N(0, sigma)
@@ -27,7 +28,7 @@ _IMPULSE = {"imagenet-c": (0.03, 0.06, 0.09, 0.17, 0.27), "cifar-10-c": (0.01, 0
 _SPECKLE = {"imagenet-c": (0.15, 0.2, 0.35, 0.45, 0.6), "cifar-10-c": (0.06, 0.1, 0.12, 0.16, 0.2)}
 
 
-class GaussianNoise(OneParameter):
+class GaussianNoise(WholeBatchInC, OneParameter):
     """Additive Gaussian pixel noise, clipped to [0, 1] (ImageNet-C / CIFAR-10-C sigmas)."""
 
     name = "gaussian_noise"
@@ -43,7 +44,7 @@ class GaussianNoise(OneParameter):
         return (images + sigma * rng.normal(*images.shape[1:])).clamp_(0.0, 1.0)
 
 
-class ShotNoise(MixedPass):
+class ShotNoise(WholeBatchInC, MixedPass):
     """Photon (Poisson) noise: Poisson(x * c) / c, clipped to [0, 1].
 
     Sampled exactly by inverse-CDF lookup: inputs are taken on their uint8 levels (as the
@@ -69,7 +70,7 @@ class ShotNoise(MixedPass):
         return (counts.to(images.dtype) / self.per_sample(photons, severities, images)).clamp_(0.0, 1.0)
 
 
-class ImpulseNoise(OneParameter):
+class ImpulseNoise(WholeBatchInC, OneParameter):
     """Impulse noise: channel values replaced by 0 or 1 with probability c.
 
     Each channel value is hit independently and turns black or white with equal odds, as
@@ -93,7 +94,7 @@ class ImpulseNoise(OneParameter):
         return torch.where(hit, salt, images)
 
 
-class SpeckleNoise(OneParameter):
+class SpeckleNoise(WholeBatchInC, OneParameter):
     """Multiplicative Gaussian noise x + x * N(0, c), clipped (the ImageNet-C validation noise)."""
 
     name = "speckle_noise"

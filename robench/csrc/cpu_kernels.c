@@ -189,3 +189,55 @@ int64_t robench_shot_noise(const float *images, const int64_t *seeds, int64_t ca
     }
     return outside;
 }
+
+/* One pass of Pillow's BOX resize, `count` lines at a time: output line o sums input lines
+ * [lo[o], hi[o]) (each `count` values, `stride` apart) and, with weights, rounds
+ * (sum * weight[o] + 2^21) >> 22 and clips to 0..255 (Pillow's 22-bit fixed point); without
+ * (every output a single tap), the sum is the level. Vectorised along the lines. */
+static void box_pass(const int32_t *restrict in, int32_t *restrict out, int64_t outputs, int64_t count,
+                     const int32_t *lo, const int32_t *hi, const int32_t *weight) {
+    for (int64_t o = 0; o < outputs; ++o) {
+        int32_t *restrict sum = out + o * count;
+        for (int64_t k = 0; k < count; ++k) sum[k] = 0;
+        for (int32_t i = lo[o]; i < hi[o]; ++i)
+            for (int64_t k = 0; k < count; ++k) sum[k] += in[i * count + k];
+        if (weight == NULL) continue;
+        const int64_t scale = weight[o];
+        for (int64_t k = 0; k < count; ++k) {
+            const int32_t value = (int32_t)(((int64_t)sum[k] * scale + (1 << 21)) >> 22);
+            sum[k] = value < 0 ? 0 : (value > 255 ? 255 : value);
+        }
+    }
+}
+
+/* Pixelate.apply for planes [begin, end) of h x w floats: uint8 levels (x * 255 rounded half to
+ * even), Pillow's two-pass BOX downscale to small_h x small_w (columns, then rows), / 255, and
+ * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The column
+ * pass runs on the transposed plane, so that both passes add whole lines. */
+void robench_pixelate(const float *images, float *out, int64_t begin, int64_t end, int64_t h,
+                      int64_t w, int64_t small_h, int64_t small_w, const int32_t *col_lo,
+                      const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
+                      const int32_t *row_hi, const int32_t *row_weight, const int32_t *up_row,
+                      const int32_t *up_col) {
+    int32_t *columns = malloc((size_t)(w * h + 2 * small_w * h + small_h * small_w) * sizeof(int32_t));
+    float *small = malloc((size_t)(small_h * small_w) * sizeof(float));
+    if (columns == NULL || small == NULL) abort();
+    int32_t *narrow_t = columns + w * h, *narrow = narrow_t + small_w * h, *low = narrow + small_w * h;
+    for (int64_t p = begin; p < end; ++p) {
+        const float *x = images + p * h * w;
+        for (int64_t r = 0; r < h; ++r)
+            for (int64_t c = 0; c < w; ++c) columns[c * h + r] = (int32_t)nearbyintf(x[r * w + c] * 255.0f);
+        box_pass(columns, narrow_t, small_w, h, col_lo, col_hi, col_weight);
+        for (int64_t c = 0; c < small_w; ++c)
+            for (int64_t r = 0; r < h; ++r) narrow[r * small_w + c] = narrow_t[c * h + r];
+        box_pass(narrow, low, small_h, small_w, row_lo, row_hi, row_weight);
+        for (int64_t i = 0; i < small_h * small_w; ++i) small[i] = (float)low[i] / 255.0f;
+        float *y = out + p * h * w;
+        for (int64_t r = 0; r < h; ++r) {
+            const float *source = small + up_row[r] * small_w;
+            for (int64_t c = 0; c < w; ++c) y[r * w + c] = source[up_col[c]];
+        }
+    }
+    free(columns);
+    free(small);
+}
