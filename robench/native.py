@@ -43,6 +43,7 @@ _SIGNATURES = {
     "robench_draw": (_p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _c_int64, _c_int64, _c_int, _p, _p),
     "robench_noise": (_c_int, _p, _p, _c_int64, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_pixelate": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, *(_p,) * 8),
+    "robench_jpeg": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _p),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -281,4 +282,23 @@ def pixelate(images: torch.Tensor, small: tuple[int, int], columns: tuple, rows:
 
     if planes:
         parallel(part, planes, images.numel())
+    return out
+
+
+def jpeg(images: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor, which: torch.Tensor | None) -> torch.Tensor:
+    """``jpeg_roundtrip``'s pixels on the CPU: float32 ``(B, 3, H, W)`` images, the int32 ``(Q, 64)``
+    luma and chroma quantisation tables of each quality, and each image's quality index (int64
+    ``(B,)``; None: the first)."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    batch, (h, w) = images.shape[0], images.shape[-2:]
+    which = which.contiguous() if which is not None else None
+    function = LIBRARY.load().robench_jpeg
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), begin, end, h, w, luma.data_ptr(), chroma.data_ptr(),
+                 which.data_ptr() if which is not None else None)
+
+    if batch and h and w:
+        parallel(part, batch, images.numel())
     return out

@@ -13,10 +13,12 @@ import torch
 from robench import native
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+from robench_plugins.distortions._jpeg import jpeg_roundtrip
 
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
-IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate")  # whole distortions
+# whole distortions in C on the CPU
+IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression")
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -77,6 +79,24 @@ def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape:
         rng = BatchRNG(seeds)
         out.append(distortion.call_mixed(images, mixed, rng))
         out.append(rng.uniform(4))  # the kernel used up exactly the torch path's streams
+        return out
+
+    _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monkeypatch) -> None:
+    """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
+    and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends."""
+    sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.rand(3, 3, h, w, generator=generator) for h, w in sizes]
+
+    def make() -> list[torch.Tensor]:
+        out = []
+        for images in batches:
+            out += [jpeg_roundtrip(images, quality) for quality in (0, 10, 50, 95, 100)]
+            out.append(jpeg_roundtrip(images, (5, 30, 80), torch.tensor([0, 2, 1])))
         return out
 
     _same(*_both_paths(monkeypatch, make))

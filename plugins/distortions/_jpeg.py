@@ -14,8 +14,10 @@ lossy step is libjpeg's own integer arithmetic, vectorised over all images and a
 * ``h2v2_fancy_upsample`` (triangle filter with 8 / 7 biases, ``jdsample.c``) and YCbCr ->
   RGB with clamping (``jdcolor.c``).
 
-The entropy coding is lossless and skipped. CUDA batches run in one pass; large CPU batches
-run in sub-batches of a few images, each fully vectorised, to keep the temporaries in cache.
+The entropy coding is lossless and skipped. CUDA batches run in one pass. On the CPU the same
+integer steps run image by image in one loop in C (:mod:`robench.native`; libjpeg's own
+butterflies, equal to these matrix products), or without a C compiler in sub-batches of a few
+images, each fully vectorised, to keep the temporaries in cache.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import functools
 from typing import NamedTuple
 
 import torch
+
+from robench import native
 
 # IJG standard tables (jcparam.c), row-major (natural) order.
 _LUMA = (
@@ -77,6 +81,8 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | tuple[int, ...],
         raise ValueError(f"quality must be in 0..100, got {quality}")
     if isinstance(quality, tuple) and which is None:
         raise ValueError("several qualities need `which`, each image's index into them")
+    if native.takes(images):  # the same integer steps, image by image in one loop in C
+        return native.jpeg(images.detach(), *_integer_tables(qualities), which)
     # On the CPU, the Distortion base class already feeds cache-sized chunks of a large batch.
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
     _roundtrip(images.detach(), qualities, which, out)
@@ -228,6 +234,12 @@ def _codecs(qualities: tuple[int, ...], device: torch.device) -> tuple[_Codec, _
         return _Codec(*(part.to(device) for part in parts))
 
     return codec(_LUMA), codec(_CHROMA)
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_tables(qualities: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The luma and chroma quantisation tables of ``qualities``, int32 ``(Q, 64)`` on the CPU."""
+    return tuple(torch.stack([_quant_table(base, q) for q in qualities]).to(torch.int32) for base in (_LUMA, _CHROMA))
 
 
 def _quant_table(base: tuple[int, ...], quality: int) -> torch.Tensor:

@@ -79,7 +79,7 @@ class Saturate(Distortion):
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
 
 
-class JpegCompression(Distortion):
+class JpegCompression(WholeBatchInC, Distortion):
     """JPEG compression at the table's quality, the codec's lossy steps in torch.
 
     Colour transform, 4:2:0 chroma subsampling, 8x8 DCT, quantisation with the standard tables

@@ -241,3 +241,183 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
     free(columns);
     free(small);
 }
+
+/* ---- JPEG round trip (plugins/distortions/_jpeg.py, libjpeg's integer arithmetic) ---- */
+
+enum { F0298 = 2446, F0390 = 3196, F0541 = 4433, F0765 = 6270, F0899 = 7373, F1175 = 9633,
+       F1501 = 12299, F1847 = 15137, F1961 = 16069, F2053 = 16819, F2562 = 20995, F3072 = 25172 };
+
+/* One 1-D pass of jpeg_fdct_islow on 8 values `stride` apart, before its descale (outputs 0 and
+ * 4 scaled by 2^13 like the others, as _fdct_butterfly). */
+static inline void fdct_1d(int64_t *v, int64_t stride) {
+    const int64_t x0 = v[0], x1 = v[stride], x2 = v[2 * stride], x3 = v[3 * stride];
+    const int64_t x4 = v[4 * stride], x5 = v[5 * stride], x6 = v[6 * stride], x7 = v[7 * stride];
+    const int64_t t0 = x0 + x7, t1 = x1 + x6, t2 = x2 + x5, t3 = x3 + x4;
+    const int64_t t7 = x0 - x7, t6 = x1 - x6, t5 = x2 - x5, t4 = x3 - x4;
+    const int64_t t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
+    v[0] = (t10 + t11) * 8192;
+    v[4 * stride] = (t10 - t11) * 8192;
+    const int64_t z = (t12 + t13) * F0541;
+    v[2 * stride] = z + t13 * F0765;
+    v[6 * stride] = z - t12 * F1847;
+    const int64_t z5 = (t4 + t6 + t5 + t7) * F1175;
+    const int64_t z1 = (t4 + t7) * -F0899, z2 = (t5 + t6) * -F2562;
+    const int64_t z3 = (t4 + t6) * -F1961 + z5, z4 = (t5 + t7) * -F0390 + z5;
+    v[7 * stride] = t4 * F0298 + z1 + z3;
+    v[5 * stride] = t5 * F2053 + z2 + z4;
+    v[3 * stride] = t6 * F3072 + z2 + z3;
+    v[stride] = t7 * F1501 + z1 + z4;
+}
+
+/* One 1-D pass of jpeg_idct_islow on 8 values `stride` apart, before its descale. */
+static inline void idct_1d(int64_t *v, int64_t stride) {
+    const int64_t d0 = v[0], d1 = v[stride], d2 = v[2 * stride], d3 = v[3 * stride];
+    const int64_t d4 = v[4 * stride], d5 = v[5 * stride], d6 = v[6 * stride], d7 = v[7 * stride];
+    const int64_t z = (d2 + d6) * F0541;
+    const int64_t tmp2 = z - d6 * F1847, tmp3 = z + d2 * F0765;
+    const int64_t tmp0 = (d0 + d4) * 8192, tmp1 = (d0 - d4) * 8192;
+    const int64_t tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+    const int64_t z5 = (d7 + d3 + d5 + d1) * F1175;
+    const int64_t z1 = (d7 + d1) * -F0899, z2 = (d5 + d3) * -F2562;
+    const int64_t z3 = (d7 + d3) * -F1961 + z5, z4 = (d5 + d1) * -F0390 + z5;
+    const int64_t t0 = d7 * F0298 + z1 + z3, t1 = d5 * F2053 + z2 + z4;
+    const int64_t t2 = d3 * F3072 + z2 + z3, t3 = d1 * F1501 + z1 + z4;
+    v[0] = tmp10 + t3;
+    v[stride] = tmp11 + t2;
+    v[2 * stride] = tmp12 + t1;
+    v[3 * stride] = tmp13 + t0;
+    v[4 * stride] = tmp13 - t0;
+    v[5 * stride] = tmp12 - t1;
+    v[6 * stride] = tmp11 - t2;
+    v[7 * stride] = tmp10 - t3;
+}
+
+/* Encode and decode a (rows x cols) plane, both multiples of 8, block by block in place with
+ * the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
+ * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped. */
+static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
+    int64_t block[64];
+    for (int64_t by = 0; by < rows; by += 8) {
+        for (int64_t bx = 0; bx < cols; bx += 8) {
+            for (int r = 0; r < 8; ++r)
+                for (int c = 0; c < 8; ++c) block[r * 8 + c] = plane[(by + r) * cols + bx + c] - 128;
+            for (int r = 0; r < 8; ++r) {
+                fdct_1d(block + r * 8, 1);
+                for (int c = 0; c < 8; ++c) block[r * 8 + c] = (block[r * 8 + c] + 1024) >> 11;
+            }
+            for (int c = 0; c < 8; ++c) {
+                fdct_1d(block + c, 8);
+                for (int r = 0; r < 8; ++r) block[r * 8 + c] = (block[r * 8 + c] + 16384) >> 15;
+            }
+            for (int i = 0; i < 64; ++i) {
+                const int64_t divisor = 8 * (int64_t)table[i], magnitude = block[i] < 0 ? -block[i] : block[i];
+                const int64_t level = (magnitude + divisor / 2) / divisor;
+                block[i] = (block[i] < 0 ? -level : level) * table[i];
+            }
+            for (int c = 0; c < 8; ++c) {
+                idct_1d(block + c, 8);
+                for (int r = 0; r < 8; ++r) block[r * 8 + c] = (block[r * 8 + c] + 1024) >> 11;
+            }
+            for (int r = 0; r < 8; ++r) {
+                idct_1d(block + r * 8, 1);
+                for (int c = 0; c < 8; ++c) {
+                    const int64_t value = ((block[r * 8 + c] + 131072) >> 18) + 128;
+                    plane[(by + r) * cols + bx + c] = (int32_t)(value < 0 ? 0 : (value > 255 ? 255 : value));
+                }
+            }
+        }
+    }
+}
+
+static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
+
+/* jpeg_roundtrip for images [begin, end) of (3, h, w) floats, image b with the luma and chroma
+ * tables of quality which[b] (64 int32 each, natural order; which NULL: the first). */
+void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
+                  const int32_t *luma, const int32_t *chroma, const int64_t *which) {
+    const int64_t h8 = (h + 7) / 8 * 8, w8 = (w + 7) / 8 * 8;              /* luma, whole blocks */
+    const int64_t h2 = (h + h % 2) / 2, w2 = (w + 15) / 16 * 8;            /* averaged chroma */
+    const int64_t hc = (h + 15) / 16 * 8;                                  /* chroma, whole MCUs */
+    const int64_t ch = (h + 1) / 2, cw = (w + 1) / 2;                      /* chroma kept */
+    const int64_t plane = h * w;
+    int32_t *y = malloc((size_t)(h8 * w8 + 2 * plane + 2 * hc * w2 + 2 * (cw + 2) + 2 * w) * sizeof(int32_t));
+    if (y == NULL) abort();
+    int32_t *cb = y + h8 * w8, *cr = cb + plane, *small[2] = {cr + plane, cr + plane + hc * w2};
+    int32_t *lines[2] = {small[1] + hc * w2 + 1, small[1] + hc * w2 + cw + 3}; /* [-1, cw] valid */
+    int32_t *upsampled[2] = {lines[1] + cw + 1, lines[1] + cw + 1 + w};
+    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    for (int64_t b = begin; b < end; ++b) {
+        const int64_t q = which == NULL ? 0 : which[b];
+        const float *x = images + b * 3 * plane;
+        for (int64_t r = 0; r < h; ++r) { /* RGB levels -> YCbCr (jccolor.c) */
+            int32_t *restrict luminance = y + r * w8, *restrict blue = cb + r * w, *restrict red = cr + r * w;
+            const float *restrict xr = x + r * w, *restrict xg = xr + plane, *restrict xb = xg + plane;
+            for (int64_t c = 0; c < w; ++c) {
+                const float fr = nearbyintf(xr[c] * 255.0f), fg = nearbyintf(xg[c] * 255.0f),
+                            fb = nearbyintf(xb[c] * 255.0f);
+                const int32_t vr = (int32_t)(fr < 0.0f ? 0.0f : (fr > 255.0f ? 255.0f : fr));
+                const int32_t vg = (int32_t)(fg < 0.0f ? 0.0f : (fg > 255.0f ? 255.0f : fg));
+                const int32_t vb = (int32_t)(fb < 0.0f ? 0.0f : (fb > 255.0f ? 255.0f : fb));
+                luminance[c] = (19595 * vr + 38470 * vg + 7471 * vb + (1 << 15)) >> 16;
+                blue[c] = (-11059 * vr - 21709 * vg + offset + 32768 * vb) >> 16;
+                red[c] = (32768 * vr - 27439 * vg + offset - 5329 * vb) >> 16;
+            }
+            for (int64_t c = w; c < w8; ++c) luminance[c] = luminance[w - 1]; /* edge replication */
+        }
+        for (int64_t r = h; r < h8; ++r)
+            for (int64_t c = 0; c < w8; ++c) y[r * w8 + c] = y[(h - 1) * w8 + c];
+        code_plane(y, h8, w8, luma + 64 * q);
+        const int32_t *full[2] = {cb, cr};
+        for (int k = 0; k < 2; ++k) { /* h2v2_downsample of the padded plane, 1, 2 bias, MCU rows */
+            for (int64_t i = 0; i < h2; ++i) {
+                const int32_t *p0 = full[k] + clamp_index(2 * i, h) * w, *p1 = full[k] + clamp_index(2 * i + 1, h) * w;
+                int32_t *restrict row = small[k] + i * w2;
+                const int64_t inside = w / 2; /* columns 2j, 2j + 1 both inside the image */
+                for (int64_t j = 0; j < inside; ++j)
+                    row[j] = (p0[2 * j] + p1[2 * j] + p0[2 * j + 1] + p1[2 * j + 1] + 1 + (j & 1)) >> 2;
+                for (int64_t j = inside; j < w2; ++j) {
+                    const int64_t c0 = clamp_index(2 * j, w), c1 = clamp_index(2 * j + 1, w);
+                    row[j] = (p0[c0] + p1[c0] + p0[c1] + p1[c1] + 1 + (j & 1)) >> 2;
+                }
+            }
+            for (int64_t i = h2; i < hc; ++i)
+                for (int64_t j = 0; j < w2; ++j) small[k][i * w2 + j] = small[k][(h2 - 1) * w2 + j];
+            code_plane(small[k], hc, w2, chroma + 64 * q);
+        }
+        float *o = out + b * 3 * plane;
+        for (int64_t r = 0; r < h; ++r) {
+            const int64_t near = r / 2, far = clamp_index(r % 2 ? near + 1 : near - 1, ch);
+            for (int k = 0; k < 2; ++k) { /* h2v2_fancy_upsample (jdsample.c), one output row */
+                const int32_t *s = small[k];
+                int32_t *restrict line = lines[k], *restrict up = upsampled[k];
+                if (cw <= 2) { /* libjpeg replicates pixels in planes 1 or 2 wide */
+                    for (int64_t c = 0; c < w; ++c) up[c] = s[near * w2 + c / 2];
+                    continue;
+                }
+                for (int64_t j = 0; j < cw; ++j) line[j] = 3 * s[near * w2 + j] + s[far * w2 + j];
+                line[-1] = line[0];
+                line[cw] = line[cw - 1];
+                for (int64_t j = 0; j < w / 2; ++j) {
+                    up[2 * j] = (3 * line[j] + line[j - 1] + 8) >> 4;
+                    up[2 * j + 1] = (3 * line[j] + line[j + 1] + 7) >> 4;
+                }
+                if (w % 2) up[w - 1] = (3 * line[w / 2] + line[w / 2 - 1] + 8) >> 4;
+            }
+            const int32_t *restrict luminance = y + r * w8;
+            float *restrict red_out = o + r * w, *restrict green_out = red_out + plane, *restrict blue_out = green_out + plane;
+            for (int64_t c = 0; c < w; ++c) { /* YCbCr -> RGB (jdcolor.c), clamped, / 255 */
+                const int32_t blue = upsampled[0][c] - 128, red = upsampled[1][c] - 128;
+                int32_t vr = luminance[c] + ((91881 * red + (1 << 15)) >> 16);
+                int32_t vg = luminance[c] + ((-22554 * blue - 46802 * red + (1 << 15)) >> 16);
+                int32_t vb = luminance[c] + ((116130 * blue + (1 << 15)) >> 16);
+                vr = vr < 0 ? 0 : (vr > 255 ? 255 : vr);
+                vg = vg < 0 ? 0 : (vg > 255 ? 255 : vg);
+                vb = vb < 0 ? 0 : (vb > 255 ? 255 : vb);
+                red_out[c] = (float)vr / 255.0f;
+                green_out[c] = (float)vg / 255.0f;
+                blue_out[c] = (float)vb / 255.0f;
+            }
+        }
+    }
+    free(y);
+}
