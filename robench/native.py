@@ -44,6 +44,8 @@ _SIGNATURES = {
     "robench_noise": (_c_int, _p, _p, _c_int64, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_pixelate": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, *(_p,) * 8),
     "robench_jpeg": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _p),
+    "robench_hsv": (_c_int, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
+    "robench_contrast": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -212,8 +214,7 @@ def noise(kind: int, images: torch.Tensor, parameter: float | torch.Tensor, rng,
     images = images.contiguous()
     batch, size = images.shape[0], images[0].numel()
     if kind != IMPULSE:  # sigma as the float32 value the torch path multiplies by
-        parameter = parameter.to(torch.float32) if isinstance(parameter, torch.Tensor) else float(
-            torch.tensor(parameter, dtype=torch.float32))
+        parameter = _float32(parameter)
     values, seeds, call = _per_sample(parameter, batch), rng.seeds.contiguous(), rng.open_streams(1)
     out = torch.empty_like(images)
     function = LIBRARY.load().robench_noise
@@ -300,5 +301,50 @@ def jpeg(images: torch.Tensor, luma: torch.Tensor, chroma: torch.Tensor, which: 
                  which.data_ptr() if which is not None else None)
 
     if batch and h and w:
+        parallel(part, batch, images.numel())
+    return out
+
+
+BRIGHTNESS, SATURATE = 0, 1  # as in cpu_kernels.c
+
+
+def _float32(parameter: float | torch.Tensor) -> float | torch.Tensor:
+    """A parameter as the float32 value(s) torch's float32 arithmetic would use."""
+    if isinstance(parameter, torch.Tensor):
+        return parameter.to(torch.float32)
+    return float(torch.tensor(parameter, dtype=torch.float32))
+
+
+def hsv(kind: int, images: torch.Tensor, first: float | torch.Tensor, second: float | torch.Tensor = 0.0
+        ) -> torch.Tensor:
+    """Brightness (HSV value + ``first``) or Saturate (saturation * ``first`` + ``second``) of
+    float32 ``(B, 3, H, W)`` images, as their torch paths compute them; scalars or per sample."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    batch, plane = images.shape[0], images[0, 0].numel()
+    first, second = _per_sample(_float32(first), batch), _per_sample(_float32(second), batch)
+    function = LIBRARY.load().robench_hsv
+
+    def part(begin: int, end: int) -> None:
+        function(kind, images.data_ptr(), out.data_ptr(), first.data_ptr(), second.data_ptr(), begin, end, plane)
+
+    if images.numel():
+        parallel(part, batch, images.numel())
+    return out
+
+
+def contrast(images: torch.Tensor, mean: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
+    """``Contrast.distort``'s blend of float32 ``(B, C, H, W)`` images with their per-plane ``mean``
+    (``(B, C, 1, 1)``, from torch) and the factor (a scalar or per sample)."""
+    images, mean = images.contiguous(), mean.contiguous()
+    out = torch.empty_like(images)
+    batch, channels, plane = images.shape[0], images.shape[1], images[0, 0].numel()
+    factor = _per_sample(_float32(factor), batch)
+    function = LIBRARY.load().robench_contrast
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), mean.data_ptr(), factor.data_ptr(), begin, end, channels, plane)
+
+    if images.numel():
         parallel(part, batch, images.numel())
     return out

@@ -18,7 +18,8 @@ from robench_plugins.distortions._jpeg import jpeg_roundtrip
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
 # whole distortions in C on the CPU
-IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression")
+IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
+        "brightness", "saturate", "contrast")
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -57,10 +58,15 @@ def test_draws_equal_the_torch_path(monkeypatch, batch: int) -> None:
 
 
 def _images(batch: int, size: int) -> torch.Tensor:
-    """Random images with exact 0s and 1s and uint8 levels (shot noise reads levels)."""
+    """Random images with exact 0s and 1s, uint8 levels (shot noise reads levels), grey pixels
+    and ties between channels (HSV's special cases)."""
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(size))
     images[:, :, 0, 0], images[:, :, 0, 1] = 0.0, 1.0
     images[:, 0] = (images[:, 0] * 255).round() / 255
+    images[:, :, 1] = images[:, :1, 1]  # grey: R = G = B
+    images[:, 1, 2] = images[:, 0, 2]  # R = G
+    images[:, 2, 3] = images[:, 1, 3]  # G = B
+    images[:, 2, 4] = images[:, 0, 4]  # R = B
     return images
 
 

@@ -37,7 +37,7 @@ _ELASTIC_IMAGENET = tuple(250 * f for f in (0.05, 0.065, 0.085, 0.1, 0.12))
 _ELASTIC_CIFAR = ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
 
 
-class Contrast(OneParameter):
+class Contrast(WholeBatchInC, OneParameter):
     """Contrast reduction: (x - per-channel mean) * c + mean."""
 
     name = "contrast"
@@ -49,10 +49,12 @@ class Contrast(OneParameter):
 
     def distort(self, images: torch.Tensor, factor: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         mean = images.mean((2, 3), keepdim=True)
+        if native.takes(images):  # the blend in one loop
+            return native.contrast(images, mean, factor)
         return ((images - mean) * factor + mean).clamp_(0.0, 1.0)
 
 
-class Saturate(Distortion):
+class Saturate(WholeBatchInC, Distortion):
     """Saturation change: HSV saturation * c0 + c1, clipped.
 
     The ImageNet-C validation digital corruption; severities 1-2 desaturate and 3-5 oversaturate,
@@ -74,6 +76,8 @@ class Saturate(Distortion):
 
     @staticmethod
     def _saturate(images: torch.Tensor, factor: float | torch.Tensor, offset: float | torch.Tensor) -> torch.Tensor:
+        if native.takes(images):  # the same conversions, pixel by pixel in one loop
+            return native.hsv(native.SATURATE, images, factor, offset)
         hsv = rgb_to_hsv(images)
         hsv[:, 1:2] = (hsv[:, 1:2] * factor + offset).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 
+from robench import native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
-from robench_plugins.distortions._device import constant
+from robench_plugins.distortions._device import WholeBatchInC, constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
 from robench_plugins.distortions._parametric import MixedPass, OneParameter
 from robench_plugins.distortions._spatter import SPATTER_TABLES, spatter_each
@@ -137,7 +138,7 @@ class Frost(Distortion):
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
 
-class Brightness(OneParameter):
+class Brightness(WholeBatchInC, OneParameter):
     """Brightness: the HSV value channel plus c, clipped (scikit-image colour conversions)."""
 
     name = "brightness"
@@ -148,6 +149,8 @@ class Brightness(OneParameter):
         return _BRIGHTNESS[self.table(height, width)]
 
     def distort(self, images: torch.Tensor, shift: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
+        if native.takes(images):  # the same conversions, pixel by pixel in one loop
+            return native.hsv(native.BRIGHTNESS, images, shift)
         hsv = rgb_to_hsv(images)
         hsv[:, 2:] = (hsv[:, 2:] + shift).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)

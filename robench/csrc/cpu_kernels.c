@@ -421,3 +421,70 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
     }
     free(y);
 }
+
+/* ---- Colour corruptions (plugins/distortions/_color.py, scikit-image's HSV formulas) ---- */
+
+enum { BRIGHTNESS = 0, SATURATE = 1 };
+
+/* One image's pixels for robench_hsv (GCC 12 does not vectorise this loop: scalar, 2x torch). */
+static void hsv_pixels(int kind, const float *restrict xr, const float *restrict xg, const float *restrict xb,
+                       float *restrict yr, float *restrict yg, float *restrict yb, int64_t plane, float a,
+                       float c) {
+    for (int64_t i = 0; i < plane; ++i) {
+        const float r = xr[i], g = xg[i], bl = xb[i];
+        const float value = fmaxf(fmaxf(r, g), bl), delta = value - fminf(fminf(r, g), bl);
+        const int grey = delta == 0.0f, blue = bl == value, green = (g == value) & !blue;
+        float saturation = grey ? 0.0f : delta / (value == 0.0f ? 1.0f : value);
+        const float numerator = blue ? r - g : (green ? bl - r : g - bl);
+        const float offset = blue ? 4.0f : (green ? 2.0f : 0.0f);
+        const float turn = (offset + numerator / (grey ? 1.0f : delta)) / 6.0f;
+        float hue = grey ? 0.0f : turn - floorf(turn); /* torch.remainder(turn, 1.0) */
+        const float brighter = value + a, saturated = saturation * a + c;
+        const float v = kind == BRIGHTNESS ? clamp01(brighter) : value;
+        saturation = kind == BRIGHTNESS ? saturation : clamp01(saturated);
+        /* hsv_to_rgb */
+        const float h6 = hue * 6.0f, sector = floorf(h6), f = h6 - sector;
+        const float p = v * (1.0f - saturation), q = v * (1.0f - f * saturation);
+        const float t = v * (1.0f - (1.0f - f) * saturation);
+        const float wrapped = sector - 6.0f * floorf(sector / 6.0f); /* torch.remainder(sector, 6) */
+        const int s = (int)wrapped;
+        /* per sector 0..5, (R, G, B) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q) */
+        const float ro = ((s == 0) | (s == 5)) ? v : (s == 1 ? q : (s == 4 ? t : p));
+        const float go = ((s == 1) | (s == 2)) ? v : (s == 0 ? t : (s == 3 ? q : p));
+        const float bo = ((s == 3) | (s == 4)) ? v : (s == 2 ? t : (s == 5 ? q : p));
+        yr[i] = clamp01(ro);
+        yg[i] = clamp01(go);
+        yb[i] = clamp01(bo);
+    }
+}
+
+/* Brightness (value + shift) or Saturate (saturation * factor + offset), each clamped to [0, 1],
+ * in HSV for images [begin, end) of (3, plane) floats: rgb_to_hsv, the change, hsv_to_rgb, clamp.
+ * first[b] is the shift or factor, second[b] the offset (float32 values, as double). */
+void robench_hsv(int kind, const float *images, float *out, const double *first, const double *second,
+                 int64_t begin, int64_t end, int64_t plane) {
+    for (int64_t b = begin; b < end; ++b) {
+        const float *x = images + b * 3 * plane;
+        float *y = out + b * 3 * plane;
+        hsv_pixels(kind, x, x + plane, x + 2 * plane, y, y + plane, y + 2 * plane, plane, (float)first[b],
+                   (float)second[b]);
+    }
+}
+
+/* Contrast.distort for images [begin, end) of `channels` planes: (x - mean) * factor + mean,
+ * clamped, with each plane's mean (computed by torch) and each image's factor. */
+void robench_contrast(const float *images, float *out, const float *mean, const double *factor,
+                      int64_t begin, int64_t end, int64_t channels, int64_t plane) {
+    for (int64_t b = begin; b < end; ++b) {
+        const float scale = (float)factor[b];
+        for (int64_t k = 0; k < channels; ++k) {
+            const float m = mean[b * channels + k];
+            const float *restrict x = images + (b * channels + k) * plane;
+            float *restrict y = out + (b * channels + k) * plane;
+            for (int64_t i = 0; i < plane; ++i) {
+                const float value = (x[i] - m) * scale + m;
+                y[i] = value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value);
+            }
+        }
+    }
+}
