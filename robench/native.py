@@ -163,7 +163,8 @@ def parallel(work: Callable[[int, int], object], total: int, cost: int) -> None:
             _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="robench-cpu")
         pool = _POOL
     bounds = [total * i // threads for i in range(threads + 1)]
-    futures = [pool.submit(work, begin, end) for begin, end in zip(bounds[:-1], bounds[1:])]
+    futures = [pool.submit(work, begin, end) for begin, end in zip(bounds[1:-1], bounds[2:])]
+    work(bounds[0], bounds[1])  # the calling thread takes the first part
     for future in futures:
         future.result()
 
