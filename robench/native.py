@@ -4,9 +4,9 @@ On the CPU some hot paths are dozens of torch operators, each a full pass over a
 (the random hash of :class:`robench.rng.BatchRNG`: about 25 integer operators per value). A loop
 in C does the same arithmetic in registers and touches memory once. The kernels
 (``robench/csrc/cpu_kernels.c``) are compiled on first use with the system C compiler
-(``$CC``, else ``cc``) for this machine's processor, kept in a cache directory
-(``$ROBENCH_KERNEL_CACHE``, else ``~/.cache/robench/kernels``) under a name that hashes the
-source, the compiler and the processor's features, and called through ctypes, which releases the
+(``$CC``, else ``cc``) for this machine's processor, kept in robench's cache directory
+(``$ROBENCH_CACHE/kernels``, by default ``~/.cache/robench/kernels``) under a name that hashes
+the source, the compiler and the processor's features, and called through ctypes, which releases the
 GIL, so that a call's rows are shared among ``torch.get_num_threads()`` threads.
 
 Each kernel equals its torch path bit for bit (tests compare them). Where there is no compiler, or
@@ -69,8 +69,7 @@ class NativeLibrary:
 
     Args:
         source: the C file.
-        cache_dir: where the shared library is kept (default: ``$ROBENCH_KERNEL_CACHE`` or
-            ``~/.cache/robench/kernels``).
+        cache_dir: where the shared library is kept (default: ``kernels`` in robench's cache).
         compiler: the C compiler command (default: ``$CC`` or ``cc``).
     """
 
@@ -101,8 +100,9 @@ class NativeLibrary:
         text = self.source.read_bytes()
         version = subprocess.run([*compiler, "--version"], capture_output=True, timeout=60, check=True).stdout
         key = hashlib.sha256(b"\0".join([text, version, " ".join(FLAGS).encode(), _cpu_features().encode()]))
-        cache = self.cache_dir or Path(os.environ.get("ROBENCH_KERNEL_CACHE")
-                                       or Path.home() / ".cache" / "robench" / "kernels")
+        from robench.pretrain import default_cache_dir
+
+        cache = self.cache_dir or default_cache_dir() / "kernels"
         target = cache / f"{self.source.stem}-{key.hexdigest()[:16]}.so"
         if target.exists():
             return target
