@@ -52,7 +52,6 @@ _SIGNATURES = {
 _RESULTS = {"robench_shot_noise": _c_int64}
 
 
-
 def _cpu_features() -> str:
     """What ``-march=native`` compiles for: the processor's feature flags (or its name)."""
     try:
@@ -195,8 +194,9 @@ GAUSSIAN, SPECKLE, IMPULSE = 1, 2, 3  # as in cpu_kernels.c
 
 
 def takes(images: torch.Tensor) -> bool:
-    """Whether a whole-distortion kernel serves these images (float32 on the CPU, kernels on)."""
-    return images.dtype == torch.float32 and available(images.device)
+    """Whether a whole-distortion kernel serves these images (a non-empty float32 batch on the CPU,
+    kernels on)."""
+    return images.dtype == torch.float32 and images.numel() > 0 and available(images.device)
 
 
 def _per_sample(parameter: float | torch.Tensor, batch: int) -> torch.Tensor:
@@ -320,6 +320,8 @@ def hsv(kind: int, images: torch.Tensor, first: float | torch.Tensor, second: fl
         ) -> torch.Tensor:
     """Brightness (HSV value + ``first``) or Saturate (saturation * ``first`` + ``second``) of
     float32 ``(B, 3, H, W)`` images, as their torch paths compute them; scalars or per sample."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"HSV conversions take (B, 3, H, W) images, got {tuple(images.shape)}")
     images = images.contiguous()
     out = torch.empty_like(images)
     batch, plane = images.shape[0], images[0, 0].numel()
@@ -329,8 +331,7 @@ def hsv(kind: int, images: torch.Tensor, first: float | torch.Tensor, second: fl
     def part(begin: int, end: int) -> None:
         function(kind, images.data_ptr(), out.data_ptr(), first.data_ptr(), second.data_ptr(), begin, end, plane)
 
-    if images.numel():
-        parallel(part, batch, images.numel())
+    parallel(part, batch, images.numel())
     return out
 
 
