@@ -46,6 +46,7 @@ _SIGNATURES = {
     "robench_jpeg": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _p),
     "robench_hsv": (_c_int, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_contrast": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_plasma": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -350,3 +351,17 @@ def contrast(images: torch.Tensor, mean: torch.Tensor, factor: float | torch.Ten
     if images.numel():
         parallel(part, batch, images.numel())
     return out
+
+
+def plasma(grid: torch.Tensor, noise: torch.Tensor) -> None:
+    """``_fractal._scales`` in place on the CPU: float64 ``grid`` ``(N, M, M)`` of zeros, the
+    draws ``noise`` ``(N, total)`` (float64) in its layout."""
+    noise = noise.contiguous()
+    maps, mapsize = grid.shape[0], grid.shape[-1]
+    function = LIBRARY.load().robench_plasma
+
+    def part(begin: int, end: int) -> None:
+        function(grid.data_ptr(), noise.data_ptr(), begin, end, mapsize, noise.shape[1])
+
+    if maps:
+        parallel(part, maps, grid.numel())

@@ -13,6 +13,7 @@ import torch
 from robench import native
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
@@ -20,6 +21,7 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler
 # whole distortions in C on the CPU
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
         "brightness", "saturate", "contrast")
+PARTLY_IN_C = ("fog", "frost")  # their plasma fractals
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -71,7 +73,7 @@ def _images(batch: int, size: int) -> torch.Tensor:
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", IN_C)
+@pytest.mark.parametrize("name", IN_C + PARTLY_IN_C)
 # odd value counts and sizes, many rows, the ImageNet-C table (and an odd size with it)
 @pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224), (2, 101)])
 def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
@@ -104,6 +106,18 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monk
             out += [jpeg_roundtrip(images, quality) for quality in (0, 10, 50, 95, 100)]
             out.append(jpeg_roundtrip(images, (5, 30, 80), torch.tensor([0, 2, 1])))
         return out
+
+    _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+@pytest.mark.parametrize("mapsize", [2, 8, 64])
+def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> None:
+    seeds = sample_seeds(9, torch.arange(5))
+    decays = torch.tensor([1.5, 2.0, 3.0, 2.0, 1.5])
+
+    def make() -> list[torch.Tensor]:
+        return [plasma_fractals(BatchRNG(seeds), mapsize, 3.0, decays)]
 
     _same(*_both_paths(monkeypatch, make))
 

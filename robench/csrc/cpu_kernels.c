@@ -488,3 +488,43 @@ void robench_contrast(const float *images, float *out, const float *mean, const 
         }
     }
 }
+
+/* ---- Plasma fractal (plugins/distortions/_fractal.py, ImageNet-C's diamond-square) ---- */
+
+/* _fractal._scales for maps [begin, end) of mapsize x mapsize float64 values (zeros on entry),
+ * coarse to fine: at each scale, every square's centre is the mean of its four corners plus its
+ * draw, then every edge point the mean of its two centres and two corners plus its draw, with
+ * wrap-around and each sum added in the torch code's order. noise holds `row` draws per map:
+ * per scale, n x n for the squares, then for each of the two edge sets. */
+void robench_plasma(double *grid, const double *noise, int64_t begin, int64_t end, int64_t mapsize,
+                    int64_t row) {
+    for (int64_t m = begin; m < end; ++m) {
+        double *g = grid + m * mapsize * mapsize;
+        const double *draw = noise + m * row;
+        for (int64_t step = mapsize, n = 1; step >= 2; step /= 2, n *= 2) {
+            const int64_t half = step / 2;
+#define AT(a, b) g[(a) * mapsize + (b)]
+            for (int64_t i = 0; i < n; ++i) {
+                const int64_t y = i * step, down = ((i + 1) % n) * step;
+                for (int64_t j = 0; j < n; ++j) {
+                    const int64_t x = j * step, right = ((j + 1) % n) * step;
+                    AT(y + half, x + half) = ((AT(y, x) + AT(down, x)) + (AT(y, right) + AT(down, right))) / 4.0
+                                             + draw[i * n + j];
+                }
+            }
+            for (int64_t i = 0; i < n; ++i) {
+                const int64_t y = i * step, up = ((i + n - 1) % n) * step, down = ((i + 1) % n) * step;
+                for (int64_t j = 0; j < n; ++j) {
+                    const int64_t x = j * step, left = ((j + n - 1) % n) * step, right = ((j + 1) % n) * step;
+                    const double centre = AT(y + half, x + half);
+                    AT(y, x + half) = (((centre + AT(up + half, x + half)) + AT(y, x)) + AT(y, right)) / 4.0
+                                      + draw[n * n + i * n + j];
+                    AT(y + half, x) = (((centre + AT(y + half, left + half)) + AT(y, x)) + AT(down, x)) / 4.0
+                                      + draw[2 * n * n + i * n + j];
+                }
+            }
+#undef AT
+            draw += 3 * n * n;
+        }
+    }
+}
