@@ -22,7 +22,7 @@ from reference import real_images
 BATCH = 256
 SEVERITY = 3
 KERNELS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "pixelate", "jpeg_compression",
-           "brightness", "saturate", "contrast")
+           "brightness", "saturate", "contrast", "fog", "frost")  # fog and frost: their plasma fractal
 REGISTRY = Registry(entry_points=False)
 
 
