@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.c"
 FLAGS = ("-O3", "-march=native", "-std=c99", "-ffp-contract=off", "-fno-trapping-math", "-shared", "-fPIC")
+LIBRARIES = ("-lm",)
 # below this many elements a call runs on the calling thread (a hand-off costs some 20 us)
 _PARALLEL_MIN = 1 << 15
 
@@ -99,7 +100,7 @@ class NativeLibrary:
         compiler = shlex.split(self.compiler or os.environ.get("CC") or "cc")
         text = self.source.read_bytes()
         version = subprocess.run([*compiler, "--version"], capture_output=True, timeout=60, check=True).stdout
-        key = hashlib.sha256(b"\0".join([text, version, " ".join(FLAGS).encode(), _cpu_features().encode()]))
+        key = hashlib.sha256(b"\0".join([text, version, " ".join(FLAGS + LIBRARIES).encode(), _cpu_features().encode()]))
         from robench.pretrain import default_cache_dir
 
         cache = self.cache_dir or default_cache_dir() / "kernels"
@@ -110,7 +111,7 @@ class NativeLibrary:
         handle, partial = tempfile.mkstemp(dir=cache, prefix=f".{target.name}.", suffix=".so")
         os.close(handle)
         try:
-            done = subprocess.run([*compiler, *FLAGS, str(self.source), "-o", partial],
+            done = subprocess.run([*compiler, *FLAGS, str(self.source), "-o", partial, *LIBRARIES],
                                   capture_output=True, text=True, timeout=120)
             if done.returncode != 0:
                 raise OSError(f"{' '.join(compiler)} failed on {self.source.name}: {done.stderr.strip()[-500:]}")
