@@ -242,9 +242,9 @@ class Distortion(_Plugin, ABC):
         the output contract checked."""
         if rng.batch_size != images.shape[0]:
             raise ValueError(f"rng has {rng.batch_size} seeds for a batch of {images.shape[0]}")
-        chunk = self.cpu_chunk_values
+        chunk = self.cpu_chunk_values if images.device.type == "cpu" else None
         step = max(1, chunk // max(1, images[0].numel())) if chunk and images.shape[0] else 0
-        if images.device.type != "cpu" or not step or images.shape[0] <= step:
+        if not step or images.shape[0] <= step:
             out = apply(images, slice(None), rng)
         else:
             parts = []

@@ -132,6 +132,15 @@ def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
     assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == 1 << 20
 
 
+def test_batches_off_the_cpu_never_consult_the_cpu_kernels(monkeypatch) -> None:
+    """A GPU run must not compile (or warn about) CPU kernels: only CPU batches ask about chunks."""
+    monkeypatch.setattr(native, "available", lambda device: pytest.fail(f"asked about {device}"))
+    distortion = Registry(entry_points=False).get("distortion", "gaussian_noise")()
+    images = torch.empty(20, 3, 224, 224, device="meta")  # on the CPU, 20 such images would be chunked
+    out = distortion._run(images, BatchRNG(sample_seeds(0, torch.arange(20))), lambda x, rows, part: x)
+    assert out.shape == images.shape and out.device == images.device
+
+
 @needs_compiler
 def test_shot_noise_rejects_values_outside_the_unit_range() -> None:
     distortion = Registry(entry_points=False).get("distortion", "shot_noise")()
