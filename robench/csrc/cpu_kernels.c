@@ -45,15 +45,16 @@ enum { DRAW = 0, GAUSSIAN = 1, SPECKLE = 2, IMPULSE = 3 };
 
 static inline float clamp01(float value) { return value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value); }
 
-/* Normal values from the hashes of counters 0..hashed-1 under these keys, as BatchRNG.normal lays
- * them out (size values, hashed = ceil(size / 2)): value j from the low 16 bits of hash j, value
- * hashed + j from its high 16 bits; stored in y as they are (DRAW) or as the noise they add to
- * x (GAUSSIAN x + sigma * z, SPECKLE x * (1 + sigma * z), clamped to [0, 1]). `kind` is a
- * constant at each call, so each is its own vectorised loop. */
+/* A normal value z as it is (DRAW) or as the noise it adds to x: GAUSSIAN x + sigma * z, SPECKLE
+ * x * (1 + sigma * z), clamped to [0, 1]. */
 static inline __attribute__((always_inline)) float with_noise(const int kind, float x, float z, float sigma) {
     return kind == DRAW ? z : clamp01(kind == GAUSSIAN ? x + sigma * z : x * (1.0f + sigma * z));
 }
 
+/* Normal values from the hashes of counters 0..hashed-1 under these keys, as BatchRNG.normal lays
+ * them out (size values, hashed = ceil(size / 2)): value j from the low 16 bits of hash j, value
+ * hashed + j from its high 16 bits; each passed through with_noise with its x and stored in y.
+ * `kind` is a constant at each call, so each is its own vectorised loop. */
 static inline __attribute__((always_inline)) void normal_loop(
     const int kind, int64_t size, uint32_t low, uint32_t high, const float *restrict table,
     float sigma, const float *restrict x, float *restrict y) {
