@@ -111,9 +111,13 @@ def linear_probe(
     target = F.one_hot(train_y.to(x.device), num_classes).to(dtype)
     penalty = 1.0 / (2.0 * c * n)
 
-    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+    def unpack(theta: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """SciPy's flat parameters as the weight ``(D, K)`` and bias ``(K,)`` on the device."""
         theta = torch.from_numpy(theta).to(device=x.device, dtype=dtype)
-        weight, bias = theta[: d * num_classes].view(d, num_classes), theta[d * num_classes :]
+        return theta[: d * num_classes].view(d, num_classes), theta[d * num_classes :]
+
+    def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        weight, bias = unpack(theta)
         log_p = torch.addmm(bias, x, weight).log_softmax(1)
         loss = penalty * weight.pow(2).sum() - (log_p * target).sum() / n
         residual = log_p.exp_().sub_(target).div_(n)  # d loss / d logits
@@ -126,8 +130,7 @@ def linear_probe(
             loss_and_gradient, np.zeros(d * num_classes + num_classes), jac=True, method="L-BFGS-B",
             options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-9, "ftol": 64 * np.finfo(float).eps},
         )
-    theta = torch.from_numpy(solution.x).to(device=x.device, dtype=dtype)
-    weight, bias = theta[: d * num_classes].view(d, num_classes), theta[d * num_classes :]
+    weight, bias = unpack(solution.x)
     test = ((test_x - mean) / std).to(dtype)
     return torch.addmm(bias, test, weight).argmax(1)
 

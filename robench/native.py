@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from robench import rng_fused
+
 logger = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("csrc") / "cpu_kernels.c"
@@ -175,7 +177,7 @@ def draw(seeds: torch.Tensor, first: int, columns: int, mode: int, *, streams: i
     """:func:`robench.rng_fused.draw`'s result on the CPU (same arguments and values; ``streams``
     is the number of streams side by side)."""
     batch = seeds.shape[0]
-    out = torch.empty((batch, columns), dtype=torch.int32 if mode == 0 else torch.float32)
+    out = torch.empty((batch, columns), dtype=torch.int32 if mode == rng_fused.BITS else torch.float32)
     if batch * columns == 0:
         return out
     seeds = seeds.contiguous()

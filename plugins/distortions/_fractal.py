@@ -36,12 +36,11 @@ def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.T
     uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
     noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles).view(b * maps, -1)
     grid = torch.zeros(b * maps, mapsize, mapsize, dtype=torch.float64, device=rng.device)
-    if _KERNEL.available(grid.device) and _fused_scales(grid, noise):
-        pass
-    elif native.available(grid.device):  # every scale of a map in one loop in C
-        native.plasma(grid, noise)
-    else:
-        _scales(grid, noise, sizes)
+    if not (_KERNEL.available(grid.device) and _fused_scales(grid, noise)):
+        if native.available(grid.device):  # every scale of a map in one loop in C
+            native.plasma(grid, noise)
+        else:
+            _scales(grid, noise, sizes)
     grid = grid - grid.amin((1, 2), keepdim=True)
     return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
 
