@@ -9,7 +9,9 @@ in C does the same arithmetic in registers and touches memory once. The kernels
 the source, the compiler and the processor's features, and called through ctypes, which releases the
 GIL, so that a call's rows are shared among ``torch.get_num_threads()`` threads.
 
-Each kernel equals its torch path bit for bit (tests compare them). Where there is no compiler, or
+Each kernel equals its torch path bit for bit (tests compare them), except the blurs: motion blur and
+Gaussian blur are direct sums here (the reference's computation) where the torch paths multiply
+matrices or go through an FFT, so the two agree to float32 rounding. Where there is no compiler, or
 the compiler or loader fails, one warning is logged and the torch paths serve for the rest of the
 process; ``ROBENCH_FUSED=0`` turns these kernels off as it does the GPU ones.
 """
@@ -49,7 +51,11 @@ _SIGNATURES = {
     "robench_jpeg": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _p),
     "robench_hsv": (_c_int, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_contrast": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
-    "robench_plasma": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_plasma_maps": (_p, _c_int64, _c_int64, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _p),
+    "robench_fog": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_gaussian_blur": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
+                              _c_int64),
+    "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -356,15 +362,84 @@ def contrast(images: torch.Tensor, mean: torch.Tensor, factor: float | torch.Ten
     return out
 
 
-def plasma(grid: torch.Tensor, noise: torch.Tensor) -> None:
-    """``_fractal._scales`` in place on the CPU: float64 ``grid`` ``(N, M, M)`` of zeros, the
-    draws ``noise`` ``(N, total)`` (float64) in its layout."""
-    noise = noise.contiguous()
-    maps, mapsize = grid.shape[0], grid.shape[-1]
-    function = LIBRARY.load().robench_plasma
+def plasma_maps(seeds: torch.Tensor, first: int, decays: torch.Tensor, mapsize: int, height: int, width: int
+                ) -> torch.Tensor:
+    """``_fractal.plasma_fractals``'s maps on the CPU, their draws hashed in place: float64 ``decays``
+    ``(B, maps)`` (each map's wibble decay), the first of the streams the torch path's one
+    ``uniform_streams`` call opens; float32 ``(B, maps, height, width)``, the maps' top-left corner."""
+    decays = decays.to(torch.float64).contiguous()
+    batch, maps = decays.shape
+    seeds = seeds.contiguous()
+    out = torch.empty(batch, maps, height, width)
+    function = LIBRARY.load().robench_plasma_maps
 
     def part(begin: int, end: int) -> None:
-        function(grid.data_ptr(), noise.data_ptr(), begin, end, mapsize, noise.shape[1])
+        function(seeds.data_ptr(), first, maps, decays.data_ptr(), begin, end, mapsize, height, width, out.data_ptr())
 
-    if maps:
-        parallel(part, maps, grid.numel())
+    if out.numel():
+        parallel(part, batch * maps, batch * maps * mapsize * mapsize)
+    return out
+
+
+def fog(images: torch.Tensor, plasma: torch.Tensor, strength: float | torch.Tensor) -> torch.Tensor:
+    """``Fog._fog``'s blend of float32 ``(B, C, H, W)`` images with their plasma maps (``(B, 1, H, W)``)
+    at a strength (a scalar or per sample)."""
+    images, plasma = images.contiguous(), plasma.contiguous()
+    out = torch.empty_like(images)
+    batch, channels, plane = images.shape[0], images.shape[1], images[0, 0].numel()
+    strength = _per_sample(_float32(strength), batch).to(torch.float32)
+    function = LIBRARY.load().robench_fog
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), plasma.data_ptr(), strength.data_ptr(), out.data_ptr(), begin, end, channels,
+                 plane)
+
+    if images.numel():
+        parallel(part, batch, images.numel())
+    return out
+
+
+def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """``blur.motion_blur`` on the CPU as the reference computes it: for float32 ``(B, C, H, W)``
+    images, each image's float64 weights ``(B, K)`` (zero where a tap is not used) and int64 row and
+    column offsets ``(B, K)``, the float64 sum over taps of weight times the image shifted by the
+    offsets with edges replicated, rounded to float32 (not the torch path's FFT: values agree to
+    float32 rounding, not bit for bit)."""
+    images = images.contiguous()
+    weights, dy, dx = (t.contiguous() for t in (weights.to(torch.float64), dy.to(torch.int64), dx.to(torch.int64)))
+    out = torch.empty_like(images)
+    b, c, h, w = images.shape
+    function = LIBRARY.load().robench_motion_blur
+
+    def planes(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), weights.data_ptr(), dy.data_ptr(), dx.data_ptr(), begin, end, c,
+                 h, w, weights.shape[1])
+
+    if images.numel():
+        parallel(planes, b * c, images.numel() * weights.shape[1])
+    return out
+
+
+def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor, which: torch.Tensor | None,
+                  row_source: torch.Tensor, col_source: torch.Tensor) -> torch.Tensor:
+    """``_filters.gaussian_blur_each`` on the CPU as a direct separable sum: float32 images
+    ``(B, ..., H, W)``; each choice's half-kernels (float32 ``(S, 2, R + 1)``: vertical, horizontal;
+    centre tap first) and radii (int64 ``(S, 2)``); each image's choice (int64 ``(B,)``; None: the
+    first); the source row and column (int64) of each position of the image padded by R."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    h, w = images.shape[-2:]
+    if not images.numel():
+        return out
+    planes = images[0].numel() // (h * w)
+    which = which.to(torch.int64).contiguous() if which is not None else None
+    taps, radius = taps.contiguous(), radius.contiguous()
+    function = LIBRARY.load().robench_gaussian_blur
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), taps.data_ptr(), radius.data_ptr(),
+                 which.data_ptr() if which is not None else None, row_source.data_ptr(), col_source.data_ptr(),
+                 taps.shape[-1] - 1, begin, end, planes, h, w)
+
+    parallel(part, images.numel() // (h * w), images.numel() * taps.shape[-1])
+    return out

@@ -13,6 +13,7 @@ import torch
 from robench import native
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 
@@ -20,8 +21,10 @@ HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
 # whole distortions in C on the CPU
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
-        "brightness", "saturate", "contrast")
-PARTLY_IN_C = ("fog", "frost")  # their plasma fractals
+        "brightness", "saturate", "contrast", "fog")
+PARTLY_IN_C = ("frost",)  # its plasma fractals
+# the reference's direct sums in C where the torch paths go through an FFT: float32 rounding apart
+SUMMED_IN_C = ("motion_blur", "gaussian_blur")
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -93,6 +96,48 @@ def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape:
 
 
 @needs_compiler
+@pytest.mark.parametrize("name", SUMMED_IN_C + ("snow",))  # snow: a motion-blurred layer, stored as uint8
+@pytest.mark.parametrize("shape", [(3, 9), (24, 32), (2, 224)])
+def test_kernels_that_sum_directly_agree_with_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
+    distortion = Registry(entry_points=False).get("distortion", name)()
+    images = _images(*shape)
+    seeds = sample_seeds(5, torch.arange(shape[0]))
+    mixed = torch.arange(shape[0]) % 5 + 1
+
+    def make() -> list[torch.Tensor]:
+        out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
+        rng = BatchRNG(seeds)
+        out.append(distortion.call_mixed(images, mixed, rng))
+        return out + [rng.uniform(4)]  # the kernel used up exactly the torch path's streams
+
+    compiled, plain = _both_paths(monkeypatch, make)
+    assert torch.equal(compiled.pop(), plain.pop())
+    for a, b in zip(compiled, plain):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        gap = (a - b).abs()
+        if name == "snow":  # a layer value on a rounding boundary may round the other way: 1/255 apart
+            assert gap.max() <= 2 / 255 + 1e-6 and (gap > 1e-5).float().mean() < 1e-3
+        else:
+            assert gap.max() < 2e-6
+
+
+@needs_compiler
+@pytest.mark.parametrize("mode", ["replicate", "symmetric", "reflect101"])
+def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeypatch, mode: str) -> None:
+    """Per-image sigmas, one of them different along each axis, kernels wider than the image."""
+    images = torch.rand(6, 2, 13, 40, generator=torch.Generator().manual_seed(3))
+    sigmas, which = (0.4, (1.0, 3.0), (6.0, 0.7), (0.7, 6.0)), torch.tensor([0, 1, 2, 3, 1, 0])
+
+    def make() -> list[torch.Tensor]:
+        return [gaussian_blur_each(images, sigmas, which, mode=mode), gaussian_blur_each(images, sigmas[1:], which % 2,
+                                                                                          mode=mode, truncate=3.0)]
+
+    compiled, plain = _both_paths(monkeypatch, make)
+    for a, b in zip(compiled, plain):
+        assert a.shape == b.shape and (a - b).abs().max() < 1e-6
+
+
+@needs_compiler
 def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monkeypatch) -> None:
     """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
     and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends."""
@@ -125,9 +170,9 @@ def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> N
 @needs_compiler
 def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
     registry = Registry(entry_points=False)
-    for name in IN_C:
+    for name in IN_C + SUMMED_IN_C:
         assert registry.get("distortion", name)().cpu_chunk_values is None
-    assert registry.get("distortion", "gaussian_blur")().cpu_chunk_values  # multi-pass torch code: chunks
+    assert registry.get("distortion", "defocus_blur")().cpu_chunk_values  # multi-pass torch code: chunks
     monkeypatch.setenv("ROBENCH_FUSED", "0")
     assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == 1 << 20
 

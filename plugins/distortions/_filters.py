@@ -8,6 +8,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from robench import native
+
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device=None, dtype=torch.float32) -> torch.Tensor:
     """scipy.ndimage's 1-D Gaussian: radius ``int(truncate * sigma + 0.5)``, normalised."""
@@ -32,6 +34,8 @@ def gaussian_blur(
             ``"symmetric"`` (scipy ``reflect``) or ``"reflect101"`` (scipy ``mirror``).
         truncate: kernel radius in sigmas.
     """
+    if native.takes(images):  # a direct sum in C
+        return _native_blur(images.reshape(-1, *images.shape[-2:]), (sigma,), None, mode, truncate).view_as(images)
     sigma_y, sigma_x = sigma if isinstance(sigma, tuple) else (sigma, sigma)
     h, w = images.shape[-2:]
     rows = filter_matrix(h, _gaussian_taps(sigma_y, truncate), mode, images.device, images.dtype)
@@ -50,12 +54,39 @@ def gaussian_blur_each(
         sigmas: the choices of sigma (each a float or (rows, columns)).
         which: int64 ``(B,)`` on the images' device: each image's index into ``sigmas``.
     """
+    if native.takes(images) and images.dim() >= 3:  # a direct sum in C
+        return _native_blur(images, sigmas, which, mode, truncate)
     h, w = images.shape[-2:]
     rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
     batch = (images.shape[0],) + (1,) * (images.dim() - 3)
     rows = rows.index_select(0, which).view(*batch, h, h)
     cols = cols.index_select(0, which).view(*batch, w, w)
     return rows @ images @ cols.transpose(-1, -2)
+
+
+def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
+                 ) -> torch.Tensor:
+    """:func:`gaussian_blur_each` through :func:`robench.native.gaussian_blur` (float32 CPU images)."""
+    taps, radius = _half_kernels(sigmas, truncate)
+    reach = taps.shape[-1] - 1
+    h, w = images.shape[-2:]
+    return native.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
+                                _border_index(w, reach, reach, mode, "cpu"))
+
+
+@functools.lru_cache(maxsize=64)
+def _half_kernels(sigmas: tuple, truncate: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sigma's vertical and horizontal half-kernels, float32 ``(S, 2, R + 1)`` from the centre
+    tap out, zero-padded to the longest, and their radii, int64 ``(S, 2)``."""
+    pairs = [sigma if isinstance(sigma, tuple) else (sigma, sigma) for sigma in sigmas]
+    halves = [[taps[len(taps) // 2 :] for taps in (_gaussian_taps(s, truncate) for s in pair)] for pair in pairs]
+    reach = max(len(half) for pair in halves for half in pair) - 1
+    taps = torch.zeros(len(pairs), 2, reach + 1, dtype=torch.float64)
+    for i, pair in enumerate(halves):
+        for axis, half in enumerate(pair):
+            taps[i, axis, : len(half)] = torch.tensor(half, dtype=torch.float64)
+    radius = torch.tensor([[len(half) - 1 for half in pair] for pair in halves], dtype=torch.int64)
+    return taps.to(torch.float32), radius
 
 
 @functools.lru_cache(maxsize=64)

@@ -22,27 +22,32 @@ def plasma_fractal(rng: BatchRNG, mapsize: int, wibble_decay: float) -> torch.Te
     return plasma_fractals(rng, mapsize, wibble_decay)[:, 0]
 
 
-def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.Tensor) -> torch.Tensor:
+def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.Tensor,
+                    corner: tuple[int, int] | None = None) -> torch.Tensor:
     """Several plasma fractals per sample, ``(B, len(wibble_decays), mapsize, mapsize)``, computed
     together: the same maps as successive :func:`plasma_fractal` calls, one per decay. A decay is
-    a number, or a CPU tensor of one decay per sample."""
+    a number, or a CPU tensor of one decay per sample. ``corner`` (height, width): only the maps'
+    top-left corner of that size (what the image-sized callers keep)."""
     if mapsize & (mapsize - 1):
         raise ValueError(f"mapsize {mapsize} is not a power of two")
     b, maps = rng.batch_size, len(wibble_decays)
+    height, width = corner or (mapsize, mapsize)
     # All the reference's perturbations, wibble * U(-wibble, wibble), in one pass: per map, scale
     # by scale (squares, then the two edge sets), n x n values each for n = 1, 2, 4, ... corners.
     sizes = _draw_sizes(mapsize)
+    if not _KERNEL.available(rng.device) and native.available(rng.device):  # a map at a time in C
+        decays = torch.stack(torch.broadcast_tensors(*[torch.as_tensor(d, dtype=torch.float64).reshape(-1)
+                                                       for d in wibble_decays]), dim=1).expand(b, maps)
+        return native.plasma_maps(rng.seeds, rng.open_streams(len(sizes) * maps), decays, mapsize, height, width)
     wibbles = torch.stack(torch.broadcast_tensors(*[_wibbles(mapsize, d, rng.device) for d in wibble_decays]), dim=1)
     uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
     noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles).view(b * maps, -1)
     grid = torch.zeros(b * maps, mapsize, mapsize, dtype=torch.float64, device=rng.device)
     if not (_KERNEL.available(grid.device) and _fused_scales(grid, noise)):
-        if native.available(grid.device):  # every scale of a map in one loop in C
-            native.plasma(grid, noise)
-        else:
-            _scales(grid, noise, sizes)
+        _scales(grid, noise, sizes)
     grid = grid - grid.amin((1, 2), keepdim=True)
-    return (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
+    grid = (grid / grid.amax((1, 2), keepdim=True)).to(torch.float32).view(b, maps, mapsize, mapsize)
+    return grid[..., :height, :width].contiguous()  # as the C path's: reductions over it sum alike
 
 
 def _scales(grid: torch.Tensor, noise: torch.Tensor, sizes: tuple[int, ...]) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robench import native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl, to_device
 from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions import _device
@@ -52,7 +53,7 @@ _ZOOM = {
 }
 
 
-class GaussianBlur(MixedPass):
+class GaussianBlur(_device.WholeBatchInC, MixedPass):
     """Gaussian blur with edge replication (the ImageNet-C validation blur).
 
     As ``skimage.filters.gaussian`` in the reference: mode ``nearest``, kernel truncated at 4 sigma.
@@ -129,7 +130,7 @@ class GlassBlur(MixedPass):
         return gaussian_blur_each(displaced, sigmas, which).clamp_(0.0, 1.0)
 
 
-class MotionBlur(MixedPass):
+class MotionBlur(_device.WholeBatchInC, MixedPass):
     """Motion blur along a random angle in [-45, 45] degrees per image.
 
     A Gaussian-weighted line kernel built from edge-replicating shifts, exactly as the
@@ -188,7 +189,8 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     """The reference's ``_motion_blur`` for ``(B, C, H, W)`` images and one angle (degrees) per
     image: a weighted sum of the image shifted along the angle with edges replicated, stopping
     where a shift leaves the image. Computed as one FFT convolution of the edge-padded images
-    with a per-image kernel holding each shift's weight.
+    with a per-image kernel holding each shift's weight; on the CPU (float32, kernels in C) as the
+    reference's direct sum, the shifts read in place.
 
     ``weights``: float64 ``(B, K)``, image ``b``'s weight of the shift by ``k`` pixels
     (:func:`motion_weights`; zeros past an image's own kernel length)."""
@@ -199,6 +201,8 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     dy = -torch.ceil(steps[None] * torch.sin(rad)[:, None] - 0.5).to(torch.int64)  # (B, width)
     dx = -torch.ceil(steps[None] * torch.cos(rad)[:, None] - 0.5).to(torch.int64)
     inside = ((dy.abs() < h) & (dx.abs() < w)).cumprod(1)  # the reference stops at the first exit
+    if native.takes(images):  # the reference's direct sum, a row at a time in C
+        return native.motion_blur(images, weights * inside, dy, dx)
     reach = min(width, max(h, w))
     dy, dx = dy.clamp(-reach, reach), dx.clamp(-reach, reach)
     kernel = torch.zeros(b, 2 * reach + 1, 2 * reach + 1, dtype=torch.float64, device=images.device)

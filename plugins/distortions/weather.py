@@ -42,7 +42,7 @@ _FROST = {
 _BRIGHTNESS = {"imagenet-c": (0.1, 0.2, 0.3, 0.4, 0.5), "cifar-10-c": (0.05, 0.1, 0.15, 0.2, 0.3)}
 
 
-class Fog(Distortion):
+class Fog(WholeBatchInC, Distortion):
     """Fog: a plasma fractal added to the image, rescaled by max / (max + strength).
 
     The fractal is the reference's diamond-square map, of the next power of two of the image side.
@@ -65,8 +65,10 @@ class Fog(Distortion):
     def _fog(images: torch.Tensor, strength: float | torch.Tensor, decay: float | torch.Tensor,
              rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
+        plasma = plasma_fractals(rng, next_power_of_two(max(h, w)), decay, corner=(h, w))
+        if native.takes(images):  # the same blend in one loop
+            return native.fog(images, plasma, strength)
         peak = images.amax((1, 2, 3), keepdim=True)
-        plasma = plasma_fractals(rng, next_power_of_two(max(h, w)), decay)[..., :h, :w]
         fogged = images + strength * plasma.to(images.dtype)
         return (fogged * peak / (peak + strength)).clamp_(0.0, 1.0)
 
@@ -175,7 +177,7 @@ def frost_texture(rng: BatchRNG, height: int, width: int) -> torch.Tensor:
     """Procedural frost, ``(B, 3, H, W)`` in [0, 1]: a per-sample brightness and contrast, a
     fractal ice field and thin bright ridges (where a second fractal crosses its median)."""
     size = next_power_of_two(max(height, width))
-    field, ridges = plasma_fractals(rng, size, 1.6, 1.4)[..., :height, :width].split(1, dim=1)
+    field, ridges = plasma_fractals(rng, size, 1.6, 1.4, corner=(height, width)).split(1, dim=1)
     ridges = (1 - (2 * ridges - 1).abs()).pow(8)  # 1 on the median line, falling off fast
     params = rng.uniform(3)
     brightness = (0.45 + 0.35 * params[:, 0]).view(-1, 1, 1, 1)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MIX1 0xBF58476D1CE4E5B9ULL
 #define MIX2 0x94D049BB133111EBULL
@@ -492,40 +493,240 @@ void robench_contrast(const float *images, float *out, const float *mean, const 
 
 /* ---- Plasma fractal (plugins/distortions/_fractal.py, ImageNet-C's diamond-square) ---- */
 
-/* _fractal._scales for maps [begin, end) of mapsize x mapsize float64 values (zeros on entry),
- * coarse to fine: at each scale, every square's centre is the mean of its four corners plus its
- * draw, then every edge point the mean of its two centres and two corners plus its draw, with
- * wrap-around and each sum added in the torch code's order. noise holds `row` draws per map:
- * per scale, n x n for the squares, then for each of the two edge sets. */
-void robench_plasma(double *grid, const double *noise, int64_t begin, int64_t end, int64_t mapsize,
-                    int64_t row) {
-    for (int64_t m = begin; m < end; ++m) {
-        double *g = grid + m * mapsize * mapsize;
-        const double *draw = noise + m * row;
-        for (int64_t step = mapsize, n = 1; step >= 2; step /= 2, n *= 2) {
-            const int64_t half = step / 2;
+/* Scale after scale, coarse to fine, the diamond-square updates of _fractal._scales on one
+ * mapsize x mapsize float64 map g (zeros on entry): every square's centre is the mean of its four
+ * corners plus its draw, then every edge point the mean of its two centres and two corners plus
+ * its draw, with wrap-around and each sum added in the torch code's order. The draws are hashed
+ * here: scale k's three sets (the squares, then each edge set, n x n each) are streams 3k, 3k + 1,
+ * 3k + 2 of `keys` (low and high key of each), a uniform u giving (u * 2w - w) * w for the scale's
+ * wibble w (100 at the coarsest, divided by `decay` at each finer scale), as plasma_fractals
+ * computes them. */
+static void plasma_map(double *restrict g, int64_t mapsize, const uint32_t *keys, double decay,
+                       double *restrict draws) {
+    double wibble = 100.0;
+    g[0] = 0.0; /* every other point is written before it is read */
+    for (int64_t step = mapsize, n = 1, k = 0; step >= 2; step /= 2, n *= 2, ++k) {
+        const int64_t half = step / 2;
+        const double twice = 2.0 * wibble;
+        const uint32_t *key = keys + 6 * k;
+        /* one row's draws of set `set` (a loop the compiler vectorises), into draws[0, n) */
+#define ROW_DRAWS(set, i)                                                                               \
+    for (int64_t j = 0; j < n; ++j)                                                                     \
+        draws[j] = ((double)((float)(hash((uint32_t)((i) * n + j), key[2 * (set)], key[2 * (set) + 1]) >> 8) \
+                             * (1.0f / 16777216.0f)) * twice - wibble) * wibble;
 #define AT(a, b) g[(a) * mapsize + (b)]
-            for (int64_t i = 0; i < n; ++i) {
-                const int64_t y = i * step, down = ((i + 1) % n) * step;
-                for (int64_t j = 0; j < n; ++j) {
-                    const int64_t x = j * step, right = ((j + 1) % n) * step;
-                    AT(y + half, x + half) = ((AT(y, x) + AT(down, x)) + (AT(y, right) + AT(down, right))) / 4.0
-                                             + draw[i * n + j];
-                }
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t y = i * step, down = i + 1 < n ? y + step : 0;
+            ROW_DRAWS(0, i)
+            for (int64_t j = 0; j < n; ++j) {
+                const int64_t x = j * step, right = j + 1 < n ? x + step : 0;
+                AT(y + half, x + half) = ((AT(y, x) + AT(down, x)) + (AT(y, right) + AT(down, right))) / 4.0
+                                         + draws[j];
             }
-            for (int64_t i = 0; i < n; ++i) {
-                const int64_t y = i * step, up = ((i + n - 1) % n) * step, down = ((i + 1) % n) * step;
-                for (int64_t j = 0; j < n; ++j) {
-                    const int64_t x = j * step, left = ((j + n - 1) % n) * step, right = ((j + 1) % n) * step;
-                    const double centre = AT(y + half, x + half);
-                    AT(y, x + half) = (((centre + AT(up + half, x + half)) + AT(y, x)) + AT(y, right)) / 4.0
-                                      + draw[n * n + i * n + j];
-                    AT(y + half, x) = (((centre + AT(y + half, left + half)) + AT(y, x)) + AT(down, x)) / 4.0
-                                      + draw[2 * n * n + i * n + j];
-                }
+        }
+        for (int64_t i = 0; i < n; ++i) {
+            const int64_t y = i * step, up = i > 0 ? y - step : (n - 1) * step, down = i + 1 < n ? y + step : 0;
+            ROW_DRAWS(1, i)
+            for (int64_t j = 0; j < n; ++j) {
+                const int64_t x = j * step, right = j + 1 < n ? x + step : 0;
+                AT(y, x + half) = (((AT(y + half, x + half) + AT(up + half, x + half)) + AT(y, x)) + AT(y, right))
+                                  / 4.0 + draws[j];
             }
+            ROW_DRAWS(2, i)
+            for (int64_t j = 0; j < n; ++j) {
+                const int64_t x = j * step, left = j > 0 ? x - step : (n - 1) * step;
+                AT(y + half, x) = (((AT(y + half, x + half) + AT(y + half, left + half)) + AT(y, x)) + AT(down, x))
+                                  / 4.0 + draws[j];
+            }
+        }
 #undef AT
-            draw += 3 * n * n;
+#undef ROW_DRAWS
+        wibble /= decay;
+    }
+}
+
+/* The largest and smallest of n float64 values (in lanes that the compiler vectorises; the
+ * result does not depend on the order). */
+static void extremes(const double *restrict v, int64_t n, double *low, double *high) {
+    double lo[8], hi[8];
+    for (int j = 0; j < 8; ++j) lo[j] = hi[j] = v[0];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) {
+            lo[j] = v[i + j] < lo[j] ? v[i + j] : lo[j];
+            hi[j] = v[i + j] > hi[j] ? v[i + j] : hi[j];
+        }
+    for (; i < n; ++i) {
+        lo[0] = v[i] < lo[0] ? v[i] : lo[0];
+        hi[0] = v[i] > hi[0] ? v[i] : hi[0];
+    }
+    *low = lo[0], *high = hi[0];
+    for (int j = 1; j < 8; ++j) {
+        *low = lo[j] < *low ? lo[j] : *low;
+        *high = hi[j] > *high ? hi[j] : *high;
+    }
+}
+
+/* plasma_fractals on the CPU for rows [begin, end) of (B * maps): row r is sample r / maps's map
+ * r % maps, hashing its draws in place from streams first + (r % maps) * 3 * levels + ... (levels
+ * = log2(mapsize)) under the sample's seed, with its own wibble decay decays[r]; the map is shifted
+ * to a minimum of 0, divided by its maximum, and its top-left h x w corner written as float32 to
+ * out (rows of h * w values). */
+void robench_plasma_maps(const int64_t *seeds, int64_t first, int64_t maps, const double *decays,
+                         int64_t begin, int64_t end, int64_t mapsize, int64_t h, int64_t w, float *out) {
+    int64_t levels = 0;
+    while (((int64_t)1 << levels) < mapsize) ++levels;
+    double *g = malloc((size_t)(mapsize * mapsize + mapsize) * sizeof(double));
+    uint32_t *keys = malloc((size_t)(6 * levels + 2) * sizeof(uint32_t));
+    if (g == NULL || keys == NULL) abort();
+    for (int64_t r = begin; r < end; ++r) {
+        for (int64_t s = 0; s < 3 * levels; ++s)
+            stream_key(seeds[r / maps], first + (r % maps) * 3 * levels + s, &keys[2 * s], &keys[2 * s + 1]);
+        plasma_map(g, mapsize, keys, decays[r], g + mapsize * mapsize);
+        double low, high;
+        extremes(g, mapsize * mapsize, &low, &high);
+        const double span = high - low;
+        float *restrict y = out + r * h * w;
+        for (int64_t a = 0; a < h; ++a)
+            for (int64_t b = 0; b < w; ++b) y[a * w + b] = (float)((g[a * mapsize + b] - low) / span);
+    }
+    free(keys);
+    free(g);
+}
+
+/* Fog._fog's blend for images [begin, end) of `channels` planes of `plane` values: x + s * p with
+ * the image's plasma map p (one plane per image) and strength s, times the image's peak (its
+ * largest value) divided by (peak + s), clamped. */
+void robench_fog(const float *images, const float *plasma, const float *strength, float *out, int64_t begin,
+                 int64_t end, int64_t channels, int64_t plane) {
+    for (int64_t b = begin; b < end; ++b) {
+        const float *restrict x = images + b * channels * plane;
+        const float *restrict p = plasma + b * plane;
+        float *restrict y = out + b * channels * plane;
+        float peak = x[0], lanes[16];
+        int64_t i = 0;
+        for (int j = 0; j < 16; ++j) lanes[j] = x[0];
+        for (; i + 16 <= channels * plane; i += 16)
+            for (int j = 0; j < 16; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
+        for (; i < channels * plane; ++i) peak = x[i] > peak ? x[i] : peak;
+        for (int j = 0; j < 16; ++j) peak = lanes[j] > peak ? lanes[j] : peak;
+        const float s = strength[b], divisor = peak + s;
+        for (int64_t k = 0; k < channels; ++k)
+            for (int64_t i = 0; i < plane; ++i) {
+                const float value = ((x[k * plane + i] + s * p[i]) * peak) / divisor;
+                y[k * plane + i] = value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value);
+            }
+    }
+}
+
+/* ---- Motion blur (plugins/distortions/blur.py, the reference's _motion_blur) ---- */
+
+/* The reference's _motion_blur for planes [begin, end) of `channels`-plane h x w images: each
+ * output pixel the float64 sum, in tap order, of weight k times the image at (y - dy[k], x - dx[k])
+ * with coordinates clamped to the image (edges replicated), over image b's `taps` (width per
+ * image) weights and offsets, skipping zero weights (past a kernel's end or its first exit). */
+void robench_motion_blur(const float *images, float *out, const double *weights, const int64_t *dy,
+                         const int64_t *dx, int64_t begin, int64_t end, int64_t channels, int64_t h, int64_t w,
+                         int64_t taps) {
+    double *acc = malloc((size_t)w * sizeof(double));
+    if (acc == NULL) abort();
+    for (int64_t p = begin; p < end; ++p) {
+        const int64_t b = p / channels;
+        const float *plane = images + p * h * w;
+        for (int64_t y = 0; y < h; ++y) {
+            for (int64_t x = 0; x < w; ++x) acc[x] = 0.0;
+            for (int64_t k = 0; k < taps; ++k) {
+                const double weight = weights[b * taps + k];
+                if (weight == 0.0) continue;
+                const int64_t shift_y = dy[b * taps + k], shift_x = dx[b * taps + k];
+                const int64_t source = clamp_index(y - shift_y, h);
+                const float *restrict row = plane + source * w;
+                /* columns [lo, hi) read inside the row; those before read its first value, those after its last */
+                const int64_t lo = shift_x < 0 ? 0 : (shift_x > w ? w : shift_x);
+                const int64_t hi = w + shift_x < lo ? lo : (w + shift_x > w ? w : w + shift_x);
+                double *restrict a = acc;
+                for (int64_t x = 0; x < lo; ++x) a[x] += weight * (double)row[0];
+                for (int64_t x = lo; x < hi; ++x) a[x] += weight * (double)row[x - shift_x];
+                for (int64_t x = hi; x < w; ++x) a[x] += weight * (double)row[w - 1];
+            }
+            float *restrict o = out + p * h * w + y * w;
+            for (int64_t x = 0; x < w; ++x) o[x] = (float)acc[x];
         }
     }
+    free(acc);
+}
+
+/* ---- Gaussian blur (plugins/distortions/_filters.py) ---- */
+
+/* _filters.gaussian_blur_each for planes [begin, end), `planes` per image, of h x w float32 values:
+ * a vertical, then a horizontal pass of a symmetric kernel. Image b takes choice s = which[b] (0
+ * when which is NULL): taps + (2 s + axis) * (reach + 1) holds that axis's centre tap, then offset
+ * 1, 2, ..., radius[2 s + axis] (axis 0 vertical, 1 horizontal). Borders follow row_source /
+ * col_source: the source row (column) of each padded position -reach .. h + reach - 1
+ * (w + reach - 1). Each pass adds the centre term, then the pairs t[j] * (before + after) for
+ * j = 1 .. radius, in float32. */
+/* Eight float32 lanes (GCC / Clang vector extension: one AVX register, two SSE ones). */
+typedef float lanes8 __attribute__((vector_size(32)));
+#define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
+
+static inline lanes8 load8(const float *p) {
+    lanes8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* y[x] = t[0] * centre[x] + sum over j = 1 .. r of t[j] * (before[j][x] + after[j][x]), added in
+ * that order, for x in [0, n): 8 * BLOCK columns at a time, kept in registers across the taps. */
+static inline __attribute__((always_inline)) void symmetric_sum(float *restrict y, const float *restrict centre,
+                                                                const float *const *before, const float *const *after,
+                                                                const float *restrict t, int64_t r, int64_t n) {
+    int64_t x = 0;
+    for (; x + 8 * BLOCK <= n; x += 8 * BLOCK) {
+        lanes8 a[BLOCK];
+        for (int i = 0; i < BLOCK; ++i) a[i] = t[0] * load8(centre + x + 8 * i);
+        for (int64_t j = 1; j <= r; ++j) {
+            const float *u = before[j] + x, *v = after[j] + x;
+            for (int i = 0; i < BLOCK; ++i) a[i] += t[j] * (load8(u + 8 * i) + load8(v + 8 * i));
+        }
+        memcpy(y + x, a, sizeof a);
+    }
+    for (; x < n; ++x) {
+        float a = t[0] * centre[x];
+        for (int64_t j = 1; j <= r; ++j) a += t[j] * (before[j][x] + after[j][x]);
+        y[x] = a;
+    }
+}
+
+void robench_gaussian_blur(const float *images, float *out, const float *taps, const int64_t *radius,
+                           const int64_t *which, const int64_t *row_source, const int64_t *col_source,
+                           int64_t reach, int64_t begin, int64_t end, int64_t planes, int64_t h, int64_t w) {
+    float *tmp = malloc((size_t)(h * w + w + 2 * reach) * sizeof(float));
+    const float **rows = malloc((size_t)(2 * (reach + 1)) * sizeof(float *));
+    if (tmp == NULL || rows == NULL) abort();
+    float *restrict padded = tmp + h * w;
+    const float **before = rows, **after = rows + reach + 1;
+    for (int64_t p = begin; p < end; ++p) {
+        const int64_t s = which != NULL ? which[p / planes] : 0;
+        const float *plane = images + p * h * w, *t = taps + 2 * s * (reach + 1);
+        int64_t r = radius[2 * s];
+        for (int64_t y = 0; y < h; ++y) { /* vertical: rows y - j and y + j, by their sources */
+            for (int64_t j = 1; j <= r; ++j) {
+                before[j] = plane + row_source[y + reach - j] * w;
+                after[j] = plane + row_source[y + reach + j] * w;
+            }
+            symmetric_sum(tmp + y * w, plane + row_source[y + reach] * w, before, after, t, r, w);
+        }
+        r = radius[2 * s + 1];
+        t += reach + 1;
+        for (int64_t j = 1; j <= r; ++j) { /* horizontal, on each row padded by its border rule */
+            before[j] = padded + reach - j;
+            after[j] = padded + reach + j;
+        }
+        for (int64_t y = 0; y < h; ++y) {
+            for (int64_t q = 0; q < w + 2 * reach; ++q) padded[q] = tmp[y * w + col_source[q]];
+            symmetric_sum(out + p * h * w + y * w, padded + reach, before, after, t, r, w);
+        }
+    }
+    free(rows);
+    free(tmp);
 }
