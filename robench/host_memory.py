@@ -9,8 +9,9 @@ such buffers on the heap, which is what jemalloc and tcmalloc (the allocators Py
 performance guide recommends) do anyway. Larger buffers (a 256-image batch at 224 px is 154 MB)
 would still come from ``mmap``, one page fault per 4 KiB: ``M_MMAP_MAX = 0`` serves them from the
 heap too (a 224-px batch's copy: 48 -> 13 ms once warm). The price is a resident size near the
-process's peak: running every distortion at 224 px, 1.33 GB instead of 1.20 GB, steady over ten
-rounds.
+process's peak, steady from round to round (running every distortion on 256 images at 224 px:
+2.4 GB with the larger CPU chunks this setting selects, see ``Distortion.cpu_chunk_values``;
+0.9-1.7 GB without it).
 
 robench's cell workers call :func:`keep_freed_memory` once; set ``ROBENCH_KEEP_FREED_MEMORY=0``
 to leave the allocator as it is (e.g. to measure the difference).
@@ -39,6 +40,11 @@ def keep_freed_memory() -> bool:
     if _applied is None:
         _applied = _apply()
     return _applied
+
+
+def keeps_freed_memory() -> bool:
+    """Whether :func:`keep_freed_memory` has been applied in this process."""
+    return bool(_applied)
 
 
 def _apply() -> bool:

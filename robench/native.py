@@ -56,6 +56,7 @@ _SIGNATURES = {
     "robench_gaussian_blur": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
                               _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -442,4 +443,27 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
                  taps.shape[-1] - 1, begin, end, planes, h, w)
 
     parallel(part, images.numel() // (h * w), images.numel() * taps.shape[-1])
+    return out
+
+
+def frost(images: torch.Tensor, maps: torch.Tensor, mean: torch.Tensor, spread: torch.Tensor, brightness: torch.Tensor,
+          contrast: torch.Tensor, ridge_weight: torch.Tensor, tint: tuple[float, float, float],
+          image_weight: float | torch.Tensor, frost_weight: float | torch.Tensor) -> torch.Tensor:
+    """``Frost._frost`` on float32 ``(B, 3, H, W)`` images from ``weather._frost_parts`` (the two
+    plasma maps ``(B, 2, H, W)`` and per-sample float32 values), the texture's RGB tint, and the
+    image and frost weights (scalars or per sample)."""
+    images, maps = images.contiguous(), maps.contiguous()
+    out = torch.empty_like(images)
+    batch, plane = images.shape[0], images[0, 0].numel()
+    values = [t.reshape(-1).to(torch.float32).contiguous() for t in (mean, spread, brightness, contrast, ridge_weight)]
+    weights = [_per_sample(_float32(w), batch).to(torch.float32) for w in (image_weight, frost_weight)]
+    tint = torch.tensor(tint, dtype=torch.float32)
+    function = LIBRARY.load().robench_frost
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), maps.data_ptr(), *(v.data_ptr() for v in values + weights),
+                 tint.data_ptr(), begin, end, plane)
+
+    if images.numel():
+        parallel(part, batch, images.numel())
     return out

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from robench import host_memory
 from robench.backbone import BackboneSpec
 
 TINY = BackboneSpec(embed_dim=64, depth=2, num_heads=2)
@@ -30,6 +31,13 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(autouse=True)
 def _no_plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ROBENCH_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def cpu_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distortions chunk CPU batches, as where freed host memory goes back to the OS (a cell run
+    in this process earlier may have kept it: then whole batches are used)."""
+    monkeypatch.setattr(host_memory, "_applied", None)
 
 
 @pytest.fixture

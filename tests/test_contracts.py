@@ -75,7 +75,7 @@ def test_different_samples_get_different_draws(distortion: Distortion) -> None:
     assert torch.equal(out[0], out[1]) == (distortion.name in DETERMINISTIC)
 
 
-def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion) -> None:
+def test_chunked_cpu_batches_equal_single_samples(distortion: Distortion, cpu_chunks: None) -> None:
     images = uniform_images(14, size=224, seed=2)  # at 224 px a CPU chunk holds 6 images
     seeds = sample_seeds(9, torch.arange(14))
     whole = distortion(images, 3, BatchRNG(seeds))
@@ -95,7 +95,7 @@ MIXED_ROUNDING = {"defocus_blur"}
 
 
 @pytest.mark.parametrize("size", [32, 224])
-def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size: int) -> None:
+def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size: int, cpu_chunks: None) -> None:
     count = 14 if size == 224 else 10  # at 224 px the CPU chunks hold 6 images: chunks see mixes
     images = uniform_images(count, size=size, seed=4)
     seeds = sample_seeds(5, torch.arange(count))
@@ -113,11 +113,11 @@ def test_mixed_severities_equal_each_severity_alone(distortion: Distortion, size
 
 @pytest.mark.parametrize("size", [32, 224])
 def test_one_pass_mixes_equal_each_severity_alone_where_launches_dominate(
-        distortion: Distortion, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        distortion: Distortion, size: int, monkeypatch: pytest.MonkeyPatch, cpu_chunks: None) -> None:
     # A few distortions take their one-pass mix only on GPUs (a CPU groups by severity instead):
     # that path, run here on the CPU as a GPU would choose it.
     monkeypatch.setattr(_device, "launch_bound", lambda device: True)
-    test_mixed_severities_equal_each_severity_alone(distortion, size)
+    test_mixed_severities_equal_each_severity_alone(distortion, size, cpu_chunks)
 
 
 def test_mixed_severities_are_checked(distortion: Distortion) -> None:

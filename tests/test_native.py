@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robench import native
+from robench import host_memory, native
+from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._filters import gaussian_blur_each
@@ -21,8 +22,7 @@ HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
 # whole distortions in C on the CPU
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
-        "brightness", "saturate", "contrast", "fog")
-PARTLY_IN_C = ("frost",)  # its plasma fractals
+        "brightness", "saturate", "contrast", "fog", "frost")
 # the reference's direct sums in C where the torch paths go through an FFT: float32 rounding apart
 SUMMED_IN_C = ("motion_blur", "gaussian_blur")
 
@@ -76,7 +76,7 @@ def _images(batch: int, size: int) -> torch.Tensor:
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", IN_C + PARTLY_IN_C)
+@pytest.mark.parametrize("name", IN_C)
 # odd value counts and sizes, many rows, the ImageNet-C table (and an odd size with it)
 @pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224), (2, 101)])
 def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
@@ -169,12 +169,21 @@ def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> N
 
 @needs_compiler
 def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
+    monkeypatch.setattr(host_memory, "_applied", None)  # the allocator as the OS has it
     registry = Registry(entry_points=False)
     for name in IN_C + SUMMED_IN_C:
         assert registry.get("distortion", name)().cpu_chunk_values is None
-    assert registry.get("distortion", "defocus_blur")().cpu_chunk_values  # multi-pass torch code: chunks
+    assert registry.get("distortion", "defocus_blur")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
     monkeypatch.setenv("ROBENCH_FUSED", "0")
-    assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == 1 << 20
+    assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == CPU_CHUNK_VALUES
+
+
+def test_with_freed_memory_kept_distortions_take_larger_chunks(monkeypatch) -> None:
+    monkeypatch.setattr(host_memory, "_applied", True)
+    monkeypatch.setenv("ROBENCH_FUSED", "0")
+    registry = Registry(entry_points=False)
+    for name in registry.names("distortion"):
+        assert registry.get("distortion", name)().cpu_chunk_values == CPU_CHUNK_VALUES_KEPT, name
 
 
 def test_batches_off_the_cpu_never_consult_the_cpu_kernels(monkeypatch) -> None:

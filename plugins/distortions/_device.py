@@ -12,7 +12,6 @@ import functools
 import torch
 
 from robench import native
-from robench.api import Distortion
 
 
 @functools.lru_cache(maxsize=512)
@@ -31,9 +30,9 @@ def launch_bound(device: torch.device) -> bool:
 class WholeBatchInC:
     """Mixin for distortions whose CPU path is one loop in C (:mod:`robench.native`) that reads
     the batch once: they take the whole batch at once on the CPU, where multi-pass torch code is
-    fed cache-sized chunks (``Distortion.cpu_chunk_values``; the chunks' concatenation alone
-    would cost a copy of the batch)."""
+    fed cache-sized chunks where freed memory goes back to the OS (``Distortion.cpu_chunk_values``;
+    the chunks' concatenation alone would cost a copy of the batch)."""
 
     @property
     def cpu_chunk_values(self) -> int | None:
-        return None if native.available(torch.device("cpu")) else Distortion.cpu_chunk_values
+        return None if native.available(torch.device("cpu")) else super().cpu_chunk_values

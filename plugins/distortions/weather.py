@@ -73,7 +73,7 @@ class Fog(WholeBatchInC, Distortion):
         return (fogged * peak / (peak + strength)).clamp_(0.0, 1.0)
 
 
-class Snow(MixedPass):
+class Snow(WholeBatchInC, MixedPass):
     """Snow: a motion-blurred snow layer and its rotation over a brightened image.
 
     The layer is thresholded, zoomed Gaussian noise, blurred at an angle in [-135, -45] degrees.
@@ -110,7 +110,7 @@ class Snow(MixedPass):
         return (base + layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 
-class Frost(Distortion):
+class Frost(WholeBatchInC, Distortion):
     """Frost: c0 * image + c1 * a frost texture (the reference's weights).
 
     Departs from the reference on purpose: the reference blends random crops of six frost
@@ -136,7 +136,11 @@ class Frost(Distortion):
     @staticmethod
     def _frost(images: torch.Tensor, image_weight: float | torch.Tensor, frost_weight: float | torch.Tensor,
                rng: BatchRNG) -> torch.Tensor:
-        texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)  # the same at every severity
+        # the texture is the same at every severity
+        if native.takes(images) and images.shape[1] == 3:  # texture and blend in one loop
+            parts = _frost_parts(rng, *images.shape[-2:])
+            return native.frost(images, *parts, _FROST_TINT, image_weight, frost_weight)
+        texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
 
@@ -176,16 +180,33 @@ class Spatter(MixedPass):
 def frost_texture(rng: BatchRNG, height: int, width: int) -> torch.Tensor:
     """Procedural frost, ``(B, 3, H, W)`` in [0, 1]: a per-sample brightness and contrast, a
     fractal ice field and thin bright ridges (where a second fractal crosses its median)."""
-    size = next_power_of_two(max(height, width))
-    field, ridges = plasma_fractals(rng, size, 1.6, 1.4, corner=(height, width)).split(1, dim=1)
-    ridges = (1 - (2 * ridges - 1).abs()).pow(8)  # 1 on the median line, falling off fast
-    params = rng.uniform(3)
-    brightness = (0.45 + 0.35 * params[:, 0]).view(-1, 1, 1, 1)
-    contrast = (0.06 + 0.1 * params[:, 1]).view(-1, 1, 1, 1)
-    field = (field - field.mean((2, 3), keepdim=True)) / field.std((2, 3), keepdim=True).clamp_min(1e-6)
-    luminance = brightness + contrast * field + 0.25 * params[:, 2].view(-1, 1, 1, 1) * ridges
-    tint = constant((0.82, 0.93, 1.0), field.device).view(1, 3, 1, 1)
+    maps, mean, spread, brightness, contrast, ridge_weight = _frost_parts(rng, height, width)
+    field, ridges = maps.split(1, dim=1)
+    ridges = 1 - (2 * ridges - 1).abs()  # 1 on the median line, falling off fast: ^8
+    ridges = ridges * ridges
+    ridges = ridges * ridges
+    ridges = ridges * ridges
+    luminance = brightness + contrast * ((field - mean) / spread) + ridge_weight * ridges
+    tint = constant(_FROST_TINT, field.device).view(1, 3, 1, 1)
     return (luminance * tint).clamp_(0.0, 1.0)
+
+
+_FROST_TINT = (0.82, 0.93, 1.0)  # blue-white
+
+
+def _frost_parts(rng: BatchRNG, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """The random parts of :func:`frost_texture`: the two plasma maps ``(B, 2, H, W)`` (field,
+    ridges), the field's mean and spread (sample standard deviation, at least 1e-6), and each
+    sample's brightness, contrast and ridge weight, all ``(B, 1, 1, 1)``."""
+    size = next_power_of_two(max(height, width))
+    maps = plasma_fractals(rng, size, 1.6, 1.4, corner=(height, width))
+    params = rng.uniform(3).view(-1, 3, 1, 1)
+    field = maps[:, :1]
+    mean = field.mean((2, 3), keepdim=True)
+    centred = field - mean
+    spread = (centred * centred).sum((2, 3), keepdim=True).div_(max(1, height * width - 1)).sqrt_().clamp_min_(1e-6)
+    return (maps, mean, spread, 0.45 + 0.35 * params[:, :1], 0.06 + 0.1 * params[:, 1:2],
+            0.25 * params[:, 2:])
 
 
 @hookimpl

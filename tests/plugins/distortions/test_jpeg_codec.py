@@ -92,7 +92,7 @@ def test_deterministic_and_batch_independent() -> None:
     assert torch.equal(out, alone)
 
 
-def test_cpu_chunks_of_the_distortion_change_nothing() -> None:
+def test_cpu_chunks_of_the_distortion_change_nothing(cpu_chunks: None) -> None:
     from robench.rng import BatchRNG, sample_seeds
     from robench_plugins.distortions.digital import JpegCompression
 
