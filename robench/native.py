@@ -57,6 +57,7 @@ _SIGNATURES = {
                               _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
+    "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -463,6 +464,26 @@ def frost(images: torch.Tensor, maps: torch.Tensor, mean: torch.Tensor, spread: 
     def part(begin: int, end: int) -> None:
         function(images.data_ptr(), out.data_ptr(), maps.data_ptr(), *(v.data_ptr() for v in values + weights),
                  tint.data_ptr(), begin, end, plane)
+
+    if images.numel():
+        parallel(part, batch, images.numel())
+    return out
+
+
+def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, lift_weight: torch.Tensor
+         ) -> torch.Tensor:
+    """``Snow.apply_mixed``'s last steps on float32 ``(B, 3, H, W)`` images: the lift, the blend with
+    per-sample weights (``(B, 1, 1, 1)``) and the snow layer ``(B, 1, H, W)`` added as it is and
+    turned by 180 degrees, clamped."""
+    images, layer = images.contiguous(), layer.contiguous()
+    out = torch.empty_like(images)
+    batch, (h, w) = images.shape[0], images.shape[-2:]
+    weights = [t.reshape(-1).to(torch.float32).expand(batch).contiguous() for t in (image_weight, lift_weight)]
+    function = LIBRARY.load().robench_snow
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), layer.data_ptr(), *(t.data_ptr() for t in weights), out.data_ptr(), begin, end,
+                 h, w)
 
     if images.numel():
         parallel(part, batch, images.numel())

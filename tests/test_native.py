@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from robench import host_memory, native
 from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
+from robench_plugins.distortions import blur
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
@@ -119,6 +121,21 @@ def test_kernels_that_sum_directly_agree_with_the_torch_paths(monkeypatch, name:
             assert gap.max() <= 2 / 255 + 1e-6 and (gap > 1e-5).float().mean() < 1e-3
         else:
             assert gap.max() < 2e-6
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(5, 37), (2, 224)])
+def test_the_snow_kernel_equals_the_torch_path_given_the_same_layer(monkeypatch, shape: tuple[int, int]) -> None:
+    monkeypatch.setattr(blur, "native", SimpleNamespace(takes=lambda images: False))  # the FFT motion blur: one layer
+    distortion = Registry(entry_points=False).get("distortion", "snow")()
+    images = _images(*shape)
+    seeds = sample_seeds(2, torch.arange(shape[0]))
+
+    def make() -> list[torch.Tensor]:
+        out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
+        return out + [distortion.call_mixed(images, torch.arange(shape[0]) % 5 + 1, BatchRNG(seeds))]
+
+    _same(*_both_paths(monkeypatch, make))
 
 
 @needs_compiler

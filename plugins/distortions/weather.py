@@ -105,8 +105,11 @@ class Snow(WholeBatchInC, MixedPass):
         angle = rng.uniform(1)[:, 0] * 90 - 135
         layer = motion_blur(layer, motion_weights(tuple((p[4], p[5]) for p in params), severities, images.device), angle)
         layer = (layer * 255).round_() / 255  # the reference stores the layer as uint8
+        image_weight, lift_weight = each([p[6] for p in params]), each([1 - p[6] for p in params])
+        if native.takes(images) and images.shape[1] == 3:  # the lift, blend and layers in one loop
+            return native.snow(images, layer, image_weight, lift_weight)
         lifted = torch.maximum(images, grayscale(images) * 1.5 + 0.5)
-        base = each([p[6] for p in params]) * images + each([1 - p[6] for p in params]) * lifted
+        base = image_weight * images + lift_weight * lifted
         return (base + layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
 
 

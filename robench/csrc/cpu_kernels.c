@@ -761,3 +761,29 @@ void robench_frost(const float *images, float *out, const float *maps, const flo
         }
     }
 }
+
+/* ---- Snow (plugins/distortions/weather.py) ---- */
+
+/* Snow's last steps for images [begin, end) of 3 planes of h x w values: the image lifted to
+ * max(x, grey * 1.5 + 0.5) (grey = (0.299 R + 0.587 G) + 0.114 B), blended as
+ * image_weight * x + lift_weight * lifted, plus the snow layer (one plane per image) and the layer
+ * turned by 180 degrees, clamped; each step in Snow.apply_mixed's float32 order. */
+void robench_snow(const float *images, const float *layer, const float *image_weight, const float *lift_weight,
+                  float *out, int64_t begin, int64_t end, int64_t h, int64_t w) {
+    const int64_t plane = h * w;
+    const float red = 0.299f, green = 0.587f, blue = 0.114f;
+    for (int64_t b = begin; b < end; ++b) {
+        const float *restrict x = images + 3 * b * plane, *restrict snow = layer + b * plane;
+        float *restrict y = out + 3 * b * plane;
+        const float keep = image_weight[b], lift = lift_weight[b];
+        for (int64_t i = 0; i < plane; ++i) {
+            const float grey = (x[i] * red + x[plane + i] * green) + x[2 * plane + i] * blue;
+            const float lifted = grey * 1.5f + 0.5f, flakes = snow[i], turned = snow[plane - 1 - i];
+            for (int64_t k = 0; k < 3; ++k) {
+                const float value = x[k * plane + i];
+                const float base = keep * value + lift * (value > lifted ? value : lifted);
+                y[k * plane + i] = clamp01((base + flakes) + turned);
+            }
+        }
+    }
+}
