@@ -15,7 +15,7 @@ from robench import host_memory, native
 from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
-from robench_plugins.distortions import blur
+from robench_plugins.distortions import _filters, blur
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
@@ -97,7 +97,13 @@ def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape:
     _same(*_both_paths(monkeypatch, make))
 
 
+@pytest.fixture
+def blur_in_c_at_every_width(monkeypatch) -> None:
+    monkeypatch.setattr(_filters, "NATIVE_BLUR_MIN_WIDTH", 1)
+
+
 @needs_compiler
+@pytest.mark.usefixtures("blur_in_c_at_every_width")
 @pytest.mark.parametrize("name", SUMMED_IN_C + ("snow",))  # snow: a motion-blurred layer, stored as uint8
 @pytest.mark.parametrize("shape", [(3, 9), (24, 32), (2, 224)])
 def test_kernels_that_sum_directly_agree_with_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
@@ -139,6 +145,7 @@ def test_the_snow_kernel_equals_the_torch_path_given_the_same_layer(monkeypatch,
 
 
 @needs_compiler
+@pytest.mark.usefixtures("blur_in_c_at_every_width")
 @pytest.mark.parametrize("mode", ["replicate", "symmetric", "reflect101"])
 def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeypatch, mode: str) -> None:
     """Per-image sigmas, one of them different along each axis, kernels wider than the image."""

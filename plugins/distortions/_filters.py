@@ -34,7 +34,7 @@ def gaussian_blur(
             ``"symmetric"`` (scipy ``reflect``) or ``"reflect101"`` (scipy ``mirror``).
         truncate: kernel radius in sigmas.
     """
-    if native.takes(images):  # a direct sum in C
+    if _in_c(images):  # a direct sum in C
         return _native_blur(images.reshape(-1, *images.shape[-2:]), (sigma,), None, mode, truncate).view_as(images)
     sigma_y, sigma_x = sigma if isinstance(sigma, tuple) else (sigma, sigma)
     h, w = images.shape[-2:]
@@ -54,7 +54,7 @@ def gaussian_blur_each(
         sigmas: the choices of sigma (each a float or (rows, columns)).
         which: int64 ``(B,)`` on the images' device: each image's index into ``sigmas``.
     """
-    if native.takes(images) and images.dim() >= 3:  # a direct sum in C
+    if _in_c(images) and images.dim() >= 3:  # a direct sum in C
         return _native_blur(images, sigmas, which, mode, truncate)
     h, w = images.shape[-2:]
     rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
@@ -62,6 +62,15 @@ def gaussian_blur_each(
     rows = rows.index_select(0, which).view(*batch, h, h)
     cols = cols.index_select(0, which).view(*batch, w, w)
     return rows @ images @ cols.transpose(-1, -2)
+
+
+# Below this width the banded matrix products are as fast as the direct sums in C on the CPU, or
+# faster (interleaved runs, 256 images: 32 px 1.4x, 48 px 1.8x, 64 and 96 px even; 224 px C 2.4x).
+NATIVE_BLUR_MIN_WIDTH = 128
+
+
+def _in_c(images: torch.Tensor) -> bool:
+    return images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and native.takes(images)
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float

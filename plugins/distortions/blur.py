@@ -57,6 +57,7 @@ class GaussianBlur(_device.WholeBatchInC, MixedPass):
     """Gaussian blur with edge replication (the ImageNet-C validation blur).
 
     As ``skimage.filters.gaussian`` in the reference: mode ``nearest``, kernel truncated at 4 sigma.
+    On the CPU, images 128 px wide and up are blurred by direct sums in C (``_filters``).
     """
 
     name = "gaussian_blur"
