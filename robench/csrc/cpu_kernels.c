@@ -312,8 +312,10 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
                 for (int r = 0; r < 8; ++r) block[r * 8 + c] = (block[r * 8 + c] + 16384) >> 15;
             }
             for (int i = 0; i < 64; ++i) {
+                /* (magnitude + d / 2) / d rounded down, as a float64 division: exact while the
+                 * operands stay below 2^31 and 2^22 (here below 2^18 and 8 * 255), and vectorised */
                 const int64_t divisor = 8 * (int64_t)table[i], magnitude = block[i] < 0 ? -block[i] : block[i];
-                const int64_t level = (magnitude + divisor / 2) / divisor;
+                const int64_t level = (int64_t)((double)(magnitude + divisor / 2) / (double)divisor);
                 block[i] = (block[i] < 0 ? -level : level) * table[i];
             }
             for (int c = 0; c < 8; ++c) {
