@@ -496,7 +496,8 @@ void robench_contrast(const float *images, float *out, const float *mean, const 
 /* ---- Plasma fractal (plugins/distortions/_fractal.py, ImageNet-C's diamond-square) ---- */
 
 /* Scale after scale, coarse to fine, the diamond-square updates of _fractal._scales on one
- * mapsize x mapsize float64 map g (zeros on entry): every square's centre is the mean of its four
+ * mapsize x mapsize float64 map g (g[0] set to 0 here, every other point written before it is
+ * read; `draws` holds one row's draws, mapsize / 2 values): every square's centre is the mean of its four
  * corners plus its draw, then every edge point the mean of its two centres and two corners plus
  * its draw, with wrap-around and each sum added in the torch code's order. The draws are hashed
  * here: scale k's three sets (the squares, then each edge set, n x n each) are streams 3k, 3k + 1,
