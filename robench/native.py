@@ -58,6 +58,7 @@ _SIGNATURES = {
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_spatter_water": (_p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -487,4 +488,22 @@ def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, 
 
     if images.numel():
         parallel(part, batch, images.numel())
+    return out
+
+
+def spatter_water(levels: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """``_spatter._water``'s droplet map on the CPU: from float32 uint8 levels ``(B, 1, H, W)`` (the
+    thresholded field) through Canny, the truncated chamfer distance (``pairs``: float32
+    ``(41, 484)``, ``_spatter._chamfer_pairs``), blur, histogram equalisation, emboss and blur, as
+    its torch path computes them; float32, the same shape."""
+    levels, pairs = levels.contiguous(), pairs.contiguous()
+    out = torch.empty_like(levels)
+    batch, (h, w) = levels.shape[0], levels.shape[-2:]
+    function = LIBRARY.load().robench_spatter_water
+
+    def part(begin: int, end: int) -> None:
+        function(levels.data_ptr(), out.data_ptr(), pairs.data_ptr(), begin, end, h, w)
+
+    if levels.numel():
+        parallel(part, batch, levels.numel() * 41)
     return out

@@ -15,7 +15,7 @@ from robench import host_memory, native
 from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
-from robench_plugins.distortions import _filters, blur
+from robench_plugins.distortions import _filters, _spatter, blur
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
@@ -25,6 +25,7 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler
 # whole distortions in C on the CPU
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
         "brightness", "saturate", "contrast", "fog", "frost")
+PARTLY_IN_C = ("spatter",)  # its water's Canny, distance, equalisation and filters
 # the reference's direct sums in C where the torch paths go through an FFT: float32 rounding apart
 SUMMED_IN_C = ("motion_blur", "gaussian_blur")
 
@@ -78,7 +79,7 @@ def _images(batch: int, size: int) -> torch.Tensor:
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", IN_C)
+@pytest.mark.parametrize("name", IN_C + PARTLY_IN_C)
 # odd value counts and sizes, many rows, the ImageNet-C table (and an odd size with it)
 @pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224), (2, 101)])
 def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
@@ -159,6 +160,29 @@ def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeyp
     compiled, plain = _both_paths(monkeypatch, make)
     for a, b in zip(compiled, plain):
         assert a.shape == b.shape and (a - b).abs().max() < 1e-6
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64)])
+def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
+    """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
+    blobs with sharp rims, one bright pixel, and a few levels (magnitudes on the thresholds), on
+    images down to one row or column."""
+    h, w = shape
+    generator = torch.Generator().manual_seed(h * 100 + w)
+    noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
+    blobs = (torch.rand(2, 1, h, w, generator=generator) > 0.7).double() * 0.9
+    dot = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    dot[..., h // 2, w // 2] = 1.0
+    # levels 0, 25, 50, 75: gradient magnitudes are multiples of 25, often exactly 50 or 150
+    steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 0.5).double() / 255
+    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps])
+    images = torch.rand(layer.shape[0], 3, h, w, generator=generator)
+
+    def make() -> list[torch.Tensor]:
+        return [_spatter._water(images, layer, 0.6)]
+
+    _same(*_both_paths(monkeypatch, make))
 
 
 @needs_compiler

@@ -790,3 +790,154 @@ void robench_snow(const float *images, const float *layer, const float *image_we
         }
     }
 }
+
+/* ---- Spatter's water (plugins/distortions/_spatter.py, OpenCV's chain in imagecorruptions) ---- */
+
+static inline int64_t reflect101(int64_t i, int64_t size) {
+    if (size == 1) return 0;
+    const int64_t period = 2 * (size - 1);
+    i %= period;
+    if (i < 0) i += period;
+    return i >= size ? period - i : i;
+}
+
+/* Sum of the 3 x 3 window around each value of an h x w plane, borders reflect-101 (_box_sum3;
+ * ry / rx: the source row / column of positions -1 .. h / w): rows first, then columns, in
+ * float64 (exact for these values). */
+static void box_sum3(const float *restrict x, double *restrict out, double *restrict rows, const int64_t *ry,
+                     const int64_t *rx, int64_t h, int64_t w) {
+    for (int64_t y = 0; y < h; ++y) {
+        const float *a = x + ry[y] * w, *b = x + y * w, *c = x + ry[y + 2] * w;
+        for (int64_t i = 0; i < w; ++i) rows[y * w + i] = ((double)a[i] + (double)b[i]) + (double)c[i];
+    }
+    for (int64_t y = 0; y < h; ++y) {
+        const double *r = rows + y * w;
+        out[y * w] = (r[rx[0]] + r[0]) + r[rx[2]];
+        for (int64_t i = 1; i + 1 < w; ++i) out[y * w + i] = (r[i - 1] + r[i]) + r[i + 1];
+        if (w > 1) out[y * w + w - 1] = (r[w - 2] + r[w - 1]) + r[rx[w + 1]];
+    }
+}
+
+/* _spatter._water's chain from the uint8 levels to the droplet map, for images [begin, end) of
+ * one h x w plane (float32 levels 0..255): Canny (3x3 Sobel with replicated borders, L1
+ * magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150, hysteresis through
+ * 8-connected weak pixels), the 5x5 chamfer distance to the edges truncated at 20 (the minimum over
+ * row offsets -20..20 of `pairs` [41 x 484]: each row's nearest edge on the left and right, gaps
+ * capped at 21, as _truncated_distance), cv2.blur and the uint8 cast, equalizeHist on 0..20, the
+ * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; written as float32 to out. */
+void robench_spatter_water(const float *levels, float *out, const float *pairs, int64_t begin, int64_t end,
+                           int64_t h, int64_t w) {
+    const int64_t n = h * w, pw = w + 2, reach = 21, row = 22 * 22;
+    int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 5 * n) * sizeof(int32_t));
+    double *sums = malloc((size_t)(2 * n) * sizeof(double));
+    float *dist = malloc((size_t)(2 * n) * sizeof(float));
+    int64_t *ry = malloc((size_t)(h + 2 + w + 2) * sizeof(int64_t));
+    if (grid == NULL || sums == NULL || dist == NULL || ry == NULL) abort();
+    int32_t *level = grid, *mag = level + (h + 2) * pw, *gx = mag + (h + 2) * pw, *gy = gx + n;
+    int32_t *state = gy + n, *stack = state + n, *pair = stack + n;
+    int64_t *rx = ry + h + 2;
+    float *work = dist + n;
+    for (int64_t i = 0; i < h + 2; ++i) ry[i] = reflect101(i - 1, h);
+    for (int64_t i = 0; i < w + 2; ++i) rx[i] = reflect101(i - 1, w);
+    for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = 0; /* a zero frame: outside counts 0 */
+    for (int64_t b = begin; b < end; ++b) {
+        const float *x = levels + b * n;
+        for (int64_t y = 0; y < h + 2; ++y) /* levels with replicated borders */
+            for (int64_t i = 0; i < pw; ++i)
+                level[y * pw + i] = (int32_t)x[clamp_index(y - 1, h) * w + clamp_index(i - 1, w)];
+        for (int64_t y = 0; y < h; ++y) {
+            const int32_t *up = level + y * pw, *mid = up + pw, *down = mid + pw;
+            int32_t *sx = gx + y * w, *sy = gy + y * w, *m = mag + (y + 1) * pw + 1;
+            for (int64_t i = 0; i < w; ++i) {
+                sx[i] = (up[i + 2] - up[i]) + 2 * (mid[i + 2] - mid[i]) + (down[i + 2] - down[i]);
+                sy[i] = (down[i] - up[i]) + 2 * (down[i + 1] - up[i + 1]) + (down[i + 2] - up[i + 2]);
+                m[i] = (sx[i] < 0 ? -sx[i] : sx[i]) + (sy[i] < 0 ? -sy[i] : sy[i]);
+            }
+        }
+        /* state: 0 none, 1 weak (kept by the suppression, above 50), 2 edge */
+        int64_t top = 0;
+        for (int64_t y = 0; y < h; ++y)
+            for (int64_t i = 0; i < w; ++i) {
+                const int64_t k = y * w + i;
+                const int32_t *z = mag + (y + 1) * pw + i + 1, m = z[0];
+                const int32_t ax = gx[k] < 0 ? -gx[k] : gx[k], ay = (gy[k] < 0 ? -gy[k] : gy[k]) << 15;
+                const int32_t tg22 = ax * 13573;
+                int keep;
+                if (ay < tg22) keep = m > z[-1] && m >= z[1];
+                else if (ay > tg22 + (ax << 16)) keep = m > z[-pw] && m >= z[pw];
+                else {
+                    const int same = (gx[k] < 0) == (gy[k] < 0);
+                    keep = m > (same ? z[-pw - 1] : z[-pw + 1]) && m > (same ? z[pw + 1] : z[pw - 1]);
+                }
+                state[k] = keep && m > 50 ? (m > 150 ? 2 : 1) : 0;
+                if (state[k] == 2) stack[top++] = (int32_t)k;
+            }
+        while (top > 0) { /* hysteresis: weak pixels 8-connected to an edge become edges */
+            const int64_t k = stack[--top], y = k / w, i = k % w;
+            for (int64_t dy = -1; dy <= 1; ++dy)
+                for (int64_t dx = -1; dx <= 1; ++dx) {
+                    const int64_t v = y + dy, u = i + dx;
+                    if (v < 0 || v >= h || u < 0 || u >= w || state[v * w + u] != 1) continue;
+                    state[v * w + u] = 2;
+                    stack[top++] = (int32_t)(v * w + u);
+                }
+        }
+        for (int64_t y = 0; y < h; ++y) { /* each row's nearest edge on either side, gaps capped */
+            int64_t last = -(w + reach);
+            for (int64_t i = 0; i < w; ++i) {
+                if (state[y * w + i] == 2) last = i;
+                const int64_t gap = i - last;
+                pair[y * w + i] = (int32_t)((gap < reach ? gap : reach) * (reach + 1));
+            }
+            int64_t next = 2 * w + reach;
+            for (int64_t i = w - 1; i >= 0; --i) {
+                if (state[y * w + i] == 2) next = i;
+                const int64_t gap = next - i;
+                pair[y * w + i] += (int32_t)(gap < reach ? gap : reach);
+            }
+        }
+        for (int64_t i = 0; i < n; ++i) dist[i] = 20.0f;
+        for (int64_t dy = -20; dy <= 20; ++dy) { /* edges in row y - dy, for every row y */
+            const float *table = pairs + (dy + 20) * row;
+            /* rows outside the image hold no edge: their lengths (21 and more) change nothing */
+            for (int64_t y = dy > 0 ? dy : 0; y < (dy < 0 ? h + dy : h); ++y) {
+                float *d = dist + y * w;
+                const int32_t *source = pair + (y - dy) * w;
+                for (int64_t i = 0; i < w; ++i) d[i] = table[source[i]] < d[i] ? table[source[i]] : d[i];
+            }
+        }
+        box_sum3(dist, sums, sums + n, ry, rx, h, w); /* cv2.blur on float32, then the uint8 cast */
+        int64_t hist[21] = {0};
+        for (int64_t i = 0; i < n; ++i) {
+            work[i] = floorf((float)(sums[i] * (1.0 / 9.0)));
+            hist[(int64_t)work[i]] += 1;
+        }
+        int64_t first = 0; /* equalizeHist */
+        while (first < 20 && hist[first] == 0) ++first;
+        const int64_t base = hist[first];
+        const float count = (float)(n - base > 1 ? n - base : 1), scale = 255.0f / count;
+        float lut[21];
+        int64_t cumulative = 0;
+        for (int64_t v = 0; v <= 20; ++v) {
+            cumulative += hist[v];
+            const float value = nearbyintf((float)(cumulative - base) * scale);
+            lut[v] = base == n ? (float)first : (value < 0.0f ? 0.0f : (value > 255.0f ? 255.0f : value));
+        }
+        for (int64_t i = 0; i < n; ++i) work[i] = lut[(int64_t)work[i]];
+        for (int64_t y = 0; y < h; ++y) { /* emboss: small integers, exact in any order */
+            const float *up = work + ry[y] * w, *mid = work + y * w, *down = work + ry[y + 2] * w;
+            for (int64_t i = 0; i < w; ++i) {
+                const int64_t l = rx[i], r = rx[i + 2];
+                const float total = -2.0f * up[l] - up[i] - mid[l] + mid[i] + mid[r] + down[i] + 2.0f * down[r];
+                dist[y * w + i] = total < 0.0f ? 0.0f : (total > 255.0f ? 255.0f : total);
+            }
+        }
+        box_sum3(dist, sums, sums + n, ry, rx, h, w);
+        float *y = out + b * n;
+        for (int64_t i = 0; i < n; ++i) y[i] = floorf((float)(sums[i] + 4.0) / 9.0f);
+    }
+    free(grid);
+    free(sums);
+    free(dist);
+    free(ry);
+}
