@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
         "brightness", "saturate", "contrast", "fog", "frost")
 PARTLY_IN_C = ("spatter",)  # its water's Canny, distance, equalisation and filters
-# the reference's direct sums in C where the torch paths go through an FFT: float32 rounding apart
+# the reference's direct sums in C where the torch paths multiply matrices or use an FFT: float32 rounding apart
 SUMMED_IN_C = ("motion_blur", "gaussian_blur")
 
 
@@ -83,19 +84,24 @@ def _images(batch: int, size: int) -> torch.Tensor:
 # odd value counts and sizes, many rows, the ImageNet-C table (and an odd size with it)
 @pytest.mark.parametrize("shape", [(2, 5), (40, 32), (3, 224), (2, 101)])
 def test_distortion_kernels_equal_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
+    _same(*_both_paths(monkeypatch, _every_severity(name, shape)))
+
+
+def _every_severity(name: str, shape: tuple[int, int]) -> Callable[[], list[torch.Tensor]]:
+    """What both paths must agree on: a distortion of ``shape[0]`` images of ``shape[1]`` px at
+    severities 1, 3 and 5 and at mixed severities, then a draw after the mixed call (the kernel
+    used up exactly the torch path's streams)."""
     distortion = Registry(entry_points=False).get("distortion", name)()
     images = _images(*shape)
     seeds = sample_seeds(5, torch.arange(shape[0]))
-    mixed = torch.arange(shape[0]) % 5 + 1
 
     def make() -> list[torch.Tensor]:
         out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
         rng = BatchRNG(seeds)
-        out.append(distortion.call_mixed(images, mixed, rng))
-        out.append(rng.uniform(4))  # the kernel used up exactly the torch path's streams
-        return out
+        out.append(distortion.call_mixed(images, torch.arange(shape[0]) % 5 + 1, rng))
+        return out + [rng.uniform(4)]
 
-    _same(*_both_paths(monkeypatch, make))
+    return make
 
 
 @pytest.fixture
@@ -108,18 +114,7 @@ def blur_in_c_at_every_width(monkeypatch) -> None:
 @pytest.mark.parametrize("name", SUMMED_IN_C + ("snow",))  # snow: a motion-blurred layer, stored as uint8
 @pytest.mark.parametrize("shape", [(3, 9), (24, 32), (2, 224)])
 def test_kernels_that_sum_directly_agree_with_the_torch_paths(monkeypatch, name: str, shape: tuple[int, int]) -> None:
-    distortion = Registry(entry_points=False).get("distortion", name)()
-    images = _images(*shape)
-    seeds = sample_seeds(5, torch.arange(shape[0]))
-    mixed = torch.arange(shape[0]) % 5 + 1
-
-    def make() -> list[torch.Tensor]:
-        out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
-        rng = BatchRNG(seeds)
-        out.append(distortion.call_mixed(images, mixed, rng))
-        return out + [rng.uniform(4)]  # the kernel used up exactly the torch path's streams
-
-    compiled, plain = _both_paths(monkeypatch, make)
+    compiled, plain = _both_paths(monkeypatch, _every_severity(name, shape))
     assert torch.equal(compiled.pop(), plain.pop())
     for a, b in zip(compiled, plain):
         assert a.shape == b.shape and a.dtype == b.dtype
