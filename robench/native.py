@@ -329,6 +329,11 @@ def _float32(parameter: float | torch.Tensor) -> float | torch.Tensor:
     return float(torch.tensor(parameter, dtype=torch.float32))
 
 
+def _per_sample_float32(parameter: float | torch.Tensor, batch: int) -> torch.Tensor:
+    """A scalar or per-sample parameter as the ``B`` float32 values torch's float32 arithmetic uses."""
+    return _per_sample(_float32(parameter), batch).to(torch.float32)
+
+
 def hsv(kind: int, images: torch.Tensor, first: float | torch.Tensor, second: float | torch.Tensor = 0.0
         ) -> torch.Tensor:
     """Brightness (HSV value + ``first``) or Saturate (saturation * ``first`` + ``second``) of
@@ -390,7 +395,7 @@ def fog(images: torch.Tensor, plasma: torch.Tensor, strength: float | torch.Tens
     images, plasma = images.contiguous(), plasma.contiguous()
     out = torch.empty_like(images)
     batch, channels, plane = images.shape[0], images.shape[1], images[0, 0].numel()
-    strength = _per_sample(_float32(strength), batch).to(torch.float32)
+    strength = _per_sample_float32(strength, batch)
     function = LIBRARY.load().robench_fog
 
     def part(begin: int, end: int) -> None:
@@ -457,13 +462,13 @@ def frost(images: torch.Tensor, maps: torch.Tensor, mean: torch.Tensor, spread: 
     images, maps = images.contiguous(), maps.contiguous()
     out = torch.empty_like(images)
     batch, plane = images.shape[0], images[0, 0].numel()
-    values = [t.reshape(-1).to(torch.float32).contiguous() for t in (mean, spread, brightness, contrast, ridge_weight)]
-    weights = [_per_sample(_float32(w), batch).to(torch.float32) for w in (image_weight, frost_weight)]
+    values = [_per_sample_float32(value, batch)
+              for value in (mean, spread, brightness, contrast, ridge_weight, image_weight, frost_weight)]
     tint = torch.tensor(tint, dtype=torch.float32)
     function = LIBRARY.load().robench_frost
 
     def part(begin: int, end: int) -> None:
-        function(images.data_ptr(), out.data_ptr(), maps.data_ptr(), *(v.data_ptr() for v in values + weights),
+        function(images.data_ptr(), out.data_ptr(), maps.data_ptr(), *(v.data_ptr() for v in values),
                  tint.data_ptr(), begin, end, plane)
 
     if images.numel():
@@ -479,7 +484,7 @@ def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, 
     images, layer = images.contiguous(), layer.contiguous()
     out = torch.empty_like(images)
     batch, (h, w) = images.shape[0], images.shape[-2:]
-    weights = [t.reshape(-1).to(torch.float32).expand(batch).contiguous() for t in (image_weight, lift_weight)]
+    weights = [_per_sample_float32(weight, batch) for weight in (image_weight, lift_weight)]
     function = LIBRARY.load().robench_snow
 
     def part(begin: int, end: int) -> None:

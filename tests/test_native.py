@@ -129,15 +129,7 @@ def test_kernels_that_sum_directly_agree_with_the_torch_paths(monkeypatch, name:
 @pytest.mark.parametrize("shape", [(5, 37), (2, 224)])
 def test_the_snow_kernel_equals_the_torch_path_given_the_same_layer(monkeypatch, shape: tuple[int, int]) -> None:
     monkeypatch.setattr(blur, "native", SimpleNamespace(takes=lambda images: False))  # the FFT motion blur: one layer
-    distortion = Registry(entry_points=False).get("distortion", "snow")()
-    images = _images(*shape)
-    seeds = sample_seeds(2, torch.arange(shape[0]))
-
-    def make() -> list[torch.Tensor]:
-        out = [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 3, 5)]
-        return out + [distortion.call_mixed(images, torch.arange(shape[0]) % 5 + 1, BatchRNG(seeds))]
-
-    _same(*_both_paths(monkeypatch, make))
+    _same(*_both_paths(monkeypatch, _every_severity("snow", shape)))
 
 
 @needs_compiler

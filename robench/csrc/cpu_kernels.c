@@ -487,7 +487,7 @@ void robench_contrast(const float *images, float *out, const float *mean, const 
             float *restrict y = out + (b * channels + k) * plane;
             for (int64_t i = 0; i < plane; ++i) {
                 const float value = (x[i] - m) * scale + m;
-                y[i] = value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value);
+                y[i] = clamp01(value);
             }
         }
     }
@@ -617,7 +617,7 @@ void robench_fog(const float *images, const float *plasma, const float *strength
         for (int64_t k = 0; k < channels; ++k)
             for (int64_t i = 0; i < plane; ++i) {
                 const float value = ((x[k * plane + i] + s * p[i]) * peak) / divisor;
-                y[k * plane + i] = value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value);
+                y[k * plane + i] = clamp01(value);
             }
     }
 }
