@@ -24,7 +24,8 @@ from reference import real_images
 BATCH = 256
 SEVERITY = 3
 KERNELS = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "pixelate", "jpeg_compression",
-           "brightness", "saturate", "contrast", "fog", "frost", "gaussian_blur", "motion_blur", "snow", "spatter")
+           "brightness", "saturate", "contrast", "fog", "frost", "gaussian_blur", "defocus_blur", "motion_blur", "snow",
+           "spatter")
 REGISTRY = Registry(entry_points=False)
 
 

@@ -11,7 +11,8 @@ GIL, so that a call's rows are shared among ``torch.get_num_threads()`` threads.
 
 Each kernel equals its torch path bit for bit (tests compare them), except the blurs: motion blur and
 Gaussian blur are direct sums here (the reference's computation) where the torch paths multiply
-matrices or go through an FFT, so the two agree to float32 rounding. Where there is no compiler, or
+matrices or go through an FFT, and defocus sums its disk row by row (``_filters.disk_sums``) where
+the torch path convolves with the whole kernel, so the two agree to float32 rounding. Where there is no compiler, or
 the compiler or loader fails, one warning is logged and the torch paths serve for the rest of the
 process; ``ROBENCH_FUSED=0`` turns these kernels off as it does the GPU ones.
 """
@@ -56,6 +57,8 @@ _SIGNATURES = {
     "robench_gaussian_blur": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
                               _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_defocus": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _p, _c_int64, ctypes.c_float, _p, _p, _p,
+                        _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_spatter_water": (_p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
@@ -450,6 +453,27 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
                  taps.shape[-1] - 1, begin, end, planes, h, w)
 
     parallel(part, images.numel() // (h * w), images.numel() * taps.shape[-1])
+    return out
+
+
+def defocus(images: torch.Tensor, sums, row_source: torch.Tensor, col_source: torch.Tensor) -> torch.Tensor:
+    """``blur.DefocusBlur`` on float32 ``(B, ..., H, W)`` images: the defocus kernel as factored by
+    ``_filters.disk_sums`` (``sums``), summed in float64, clamped to [0, 1]; borders by the source
+    row and column (int64) of each position of the image padded by ``sums.pad``."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    h, w = images.shape[-2:]
+    reach = (sums.half.numel() - 1) // 2
+    function = LIBRARY.load().robench_defocus
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), row_source.data_ptr(), col_source.data_ptr(), sums.pad,
+                 sums.gauss.data_ptr(), sums.gauss.numel() // 2, sums.half.data_ptr(), reach, sums.scale,
+                 sums.weights.data_ptr(), sums.dy.data_ptr(), sums.dx.data_ptr(), sums.weights.numel(), begin, end,
+                 h, w)
+
+    if images.numel():
+        parallel(part, images.numel() // (h * w), images.numel() * (4 * reach + 8 + sums.weights.numel()))
     return out
 
 

@@ -28,7 +28,7 @@ IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixel
         "brightness", "saturate", "contrast", "fog", "frost")
 PARTLY_IN_C = ("spatter",)  # its water's Canny, distance, equalisation and filters
 # the reference's direct sums in C where the torch paths multiply matrices or use an FFT: float32 rounding apart
-SUMMED_IN_C = ("motion_blur", "gaussian_blur")
+SUMMED_IN_C = ("motion_blur", "gaussian_blur", "defocus_blur")
 
 
 def draws(rng: BatchRNG) -> list[torch.Tensor]:
@@ -149,6 +149,36 @@ def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeyp
         assert a.shape == b.shape and (a - b).abs().max() < 1e-6
 
 
+DISKS = blur._DEFOCUS["imagenet-c"] + blur._DEFOCUS["cifar-10-c"]
+
+
+@needs_compiler
+@pytest.mark.parametrize(("radius", "alias"), DISKS)
+def test_the_defocus_kernel_responds_to_a_point_with_the_reference_disk(radius: float, alias: float) -> None:
+    """The Gaussian, the disk's rows and the corrections where the reference cuts its smoothing off
+    at the kernel's edge (ImageNet-C's radii 8 and 10) add up to ``disk_kernel``, tap for tap."""
+    kernel = _filters.disk_kernel(radius, alias)
+    size = kernel.shape[0] + 6
+    point = torch.zeros(1, 1, size, size + 1)
+    point[..., size // 2, size // 2] = 1.0
+    response = _filters.disk_blur_in_c(point, radius, alias)[0, 0]
+    k = kernel.shape[0] // 2
+    window = response[size // 2 - k : size // 2 + k + 1, size // 2 - k : size // 2 + k + 1]
+    assert (window.double() - kernel).abs().max() < 1e-7  # the kernel is symmetric: correlation = convolution
+    assert response.sum() - window.sum() < 1e-7  # nothing outside it
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 2), (9, 37), (40, 64)])
+def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tuple[int, int]) -> None:
+    """Reflect-101 borders, folded more than once where the disk is wider than the image."""
+    images = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(7))
+    for radius, alias in DISKS:
+        reference = _filters.filter2d(images.double(), _filters.disk_kernel(radius, alias)).clamp(0, 1)
+        out = _filters.disk_blur_in_c(images, radius, alias)
+        assert out.dtype == torch.float32 and (out.double() - reference).abs().max() < 5e-7, (radius, shape)
+
+
 @needs_compiler
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64)])
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
@@ -208,7 +238,7 @@ def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
     registry = Registry(entry_points=False)
     for name in IN_C + SUMMED_IN_C:
         assert registry.get("distortion", name)().cpu_chunk_values is None
-    assert registry.get("distortion", "defocus_blur")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
+    assert registry.get("distortion", "zoom_blur")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
     monkeypatch.setenv("ROBENCH_FUSED", "0")
     assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == CPU_CHUNK_VALUES
 

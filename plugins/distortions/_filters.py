@@ -4,6 +4,7 @@ semantics, and padding helpers. Images are float ``(B, C, H, W)`` on any device.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -177,18 +178,66 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     """ImageNet-C's defocus kernel: a normalised disk of ``radius`` on a grid of half-width
     max(8, radius), smoothed by a 3x3 (5x5 for radius > 8) Gaussian of ``alias_blur`` with
     OpenCV's reflect-101 border, as ``cv2.GaussianBlur`` in the reference. float64 ``(K, K)``."""
+    disk, g = _disk_and_gaussian(radius, alias_blur)
+    r = g.numel() // 2
+    padded = pad((disk / disk.sum())[None, None], (r, r, r, r), "reflect101")
+    smooth = F.conv2d(padded, g.view(1, 1, 1, -1))
+    smooth = F.conv2d(smooth, g.view(1, 1, -1, 1))
+    return smooth[0, 0]
+
+
+def _disk_and_gaussian(radius: float, alias_blur: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`disk_kernel`'s parts: the 0/1 disk on its grid and the 1-D Gaussian (float64)."""
     half = 8 if radius <= 8 else int(radius)
     ksize = 3 if radius <= 8 else 5
     axis = torch.arange(-half, half + 1, dtype=torch.float64)
     y, x = torch.meshgrid(axis, axis, indexing="ij")
-    disk = ((x**2 + y**2) <= radius**2).to(torch.float64)
-    disk = disk / disk.sum()
-    g = opencv_gaussian_kernel1d(ksize, alias_blur)
-    r = ksize // 2
-    padded = pad(disk[None, None], (r, r, r, r), "reflect101")
-    smooth = F.conv2d(padded, g.view(1, 1, 1, -1))
-    smooth = F.conv2d(smooth, g.view(1, 1, -1, 1))
-    return smooth[0, 0]
+    return ((x**2 + y**2) <= radius**2).to(torch.float64), opencv_gaussian_kernel1d(ksize, alias_blur)
+
+
+class DiskSums(NamedTuple):
+    """:func:`disk_kernel` factored for :func:`robench.native.defocus`: the kernel equals the
+    Gaussian ``gauss`` (separable) convolved with a flat disk whose row ``dy = j - reach`` spans
+    columns ``-half[j] .. half[j]``, times ``scale``, plus sparse taps ``weights`` at ``(dy, dx)``
+    (where the reference cuts the smoothing off at its grid's edge); ``pad`` covers them all."""
+
+    gauss: torch.Tensor
+    half: torch.Tensor
+    scale: float
+    weights: torch.Tensor
+    dy: torch.Tensor
+    dx: torch.Tensor
+    pad: int
+
+
+@functools.lru_cache(maxsize=64)
+def disk_sums(radius: float, alias_blur: float) -> DiskSums:
+    """:class:`DiskSums` of the defocus kernel of ``radius`` and ``alias_blur``."""
+    disk, g = _disk_and_gaussian(radius, alias_blur)
+    rows = torch.nonzero(disk.sum(1)).flatten()
+    grid, reach = disk.shape[0] // 2, int(rows[-1]) - disk.shape[0] // 2
+    half = ((disk.sum(1)[grid - reach : grid + reach + 1] - 1) / 2).to(torch.int64)
+    # the product in full (the disk, normalised, convolved with the separable Gaussian) beside the
+    # reference's kernel: their difference is zero up to float64 rounding but where the disk
+    # reaches the grid's edge
+    r = g.numel() // 2
+    product = F.conv2d(F.pad(disk / disk.sum(), (2 * r,) * 4)[None, None], (g[:, None] * g[None, :])[None, None])
+    difference = F.pad(disk_kernel(radius, alias_blur), (r,) * 4) - product[0, 0]
+    where = torch.nonzero(difference.abs() > 1e-12)
+    offsets = where - (grid + r)
+    taps = difference[where[:, 0], where[:, 1]].contiguous()
+    reach_all = max(reach + r, int(offsets.abs().max()) if len(offsets) else 0)
+    return DiskSums(g.float().contiguous(), half.contiguous(), float(1 / disk.sum()), taps.float(),
+                    offsets[:, 0].contiguous(), offsets[:, 1].contiguous(), reach_all)
+
+
+def disk_blur_in_c(images: torch.Tensor, radius: float, alias_blur: float) -> torch.Tensor:
+    """:func:`filter2d` of float32 CPU ``images`` with :func:`disk_kernel`, clamped to [0, 1], by
+    :func:`robench.native.defocus` (float64 sums: equal to the kernel's to float32 rounding)."""
+    sums = disk_sums(radius, alias_blur)
+    h, w = images.shape[-2:]
+    return native.defocus(images, sums, _border_index(h, sums.pad, sums.pad, "reflect101", "cpu"),
+                          _border_index(w, sums.pad, sums.pad, "reflect101", "cpu"))
 
 
 def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101") -> torch.Tensor:

@@ -734,6 +734,101 @@ void robench_gaussian_blur(const float *images, float *out, const float *taps, c
     free(tmp);
 }
 
+/* ---- Defocus blur (plugins/distortions/blur.py) ---- */
+
+#define DISK_BLOCK 4 /* vectors of columns summed together (lanes8: Gaussian blur, above) */
+
+/* DefocusBlur for planes [begin, end) of h x w float32 values: the reference's kernel, a flat disk
+ * smoothed by a small Gaussian, applied as that Gaussian (separable, 2 rg + 1 taps `gauss`), then
+ * the disk as sums of rows (disk row dy = j - reach spans half[j] columns either side of the centre;
+ * each smoothed row's centred sums of every half-width 0 .. reach are built by adding two values
+ * per width and kept for the 2 reach + 1 rows in use), times `scale` (1 / the disk's pixel count),
+ * plus the sum of `taps` sparse corrections (weight, dy, dx) where the reference's kernel differs from
+ * that product (where it cuts the Gaussian off at its window's edge); in float32, clamped to [0, 1].
+ * Borders follow row_source / col_source: the source row (column) of each position
+ * -pad .. h + pad - 1 (w + pad - 1); pad covers reach + rg and every correction. */
+void robench_defocus(const float *images, float *out, const int64_t *row_source, const int64_t *col_source,
+                     int64_t pad, const float *gauss, int64_t rg, const int64_t *half, int64_t reach, float scale,
+                     const float *weights, const int64_t *dy, const int64_t *dx, int64_t taps, int64_t begin,
+                     int64_t end, int64_t h, int64_t w) {
+    const int64_t wp = w + 2 * pad, wq = w + 2 * reach, hb = h + 2 * reach + 2 * rg, span = 2 * reach + 1;
+    const int64_t ring_row = (reach + 1) * w; /* one smoothed row's sums, width by width */
+    float *padded = malloc((size_t)((h + 2 * pad) * wp + hb * wq + wq + span * ring_row) * sizeof(float));
+    const float **rows = malloc((size_t)span * sizeof(float *));
+    if (padded == NULL || rows == NULL) abort();
+    float *restrict across = padded + (h + 2 * pad) * wp, *restrict smooth = across + hb * wq;
+    float *restrict ring = smooth + wq;
+    for (int64_t p = begin; p < end; ++p) {
+        const float *plane = images + p * h * w;
+        for (int64_t y = 0; y < h + 2 * pad; ++y) { /* the plane padded by its border rule */
+            const float *restrict row = plane + row_source[y] * w;
+            float *restrict dst = padded + y * wp;
+            for (int64_t x = 0; x < pad; ++x) dst[x] = row[col_source[x]];
+            memcpy(dst + pad, row, (size_t)w * sizeof(float));
+            for (int64_t x = pad + w; x < wp; ++x) dst[x] = row[col_source[x]];
+        }
+        /* the Gaussian along rows, on the rows and columns the disk and the vertical pass read */
+        for (int64_t y = 0; y < hb; ++y) {
+            const float *restrict src = padded + (pad - reach - rg + y) * wp + pad - reach - rg;
+            float *restrict dst = across + y * wq;
+            for (int64_t x = 0; x < wq; ++x) dst[x] = gauss[0] * src[x];
+            for (int64_t k = 1; k <= 2 * rg; ++k)
+                for (int64_t x = 0; x < wq; ++x) dst[x] += gauss[k] * src[x + k];
+        }
+        for (int64_t q = 0; q < h + 2 * reach; ++q) {
+            /* smoothed row q: the Gaussian along columns, then its centred sums of each half-width */
+            const float *restrict src = across + q * wq;
+            for (int64_t x = 0; x < wq; ++x) smooth[x] = gauss[0] * src[x];
+            for (int64_t k = 1; k <= 2 * rg; ++k)
+                for (int64_t x = 0; x < wq; ++x) smooth[x] += gauss[k] * src[x + k * wq];
+            float *restrict sums = ring + (q % span) * ring_row;
+            const float *restrict centred = smooth + reach;
+            int64_t x = 0;
+            for (; x + 8 <= w; x += 8) { /* each wider sum the narrower plus its two new ends */
+                lanes8 v = load8(centred + x);
+                memcpy(sums + x, &v, sizeof v);
+                for (int64_t d = 1; d <= reach; ++d) {
+                    v += load8(centred + x - d) + load8(centred + x + d);
+                    memcpy(sums + d * w + x, &v, sizeof v);
+                }
+            }
+            for (; x < w; ++x) {
+                float v = centred[x];
+                sums[x] = v;
+                for (int64_t d = 1; d <= reach; ++d) sums[d * w + x] = v += centred[x - d] + centred[x + d];
+            }
+            if (q < span - 1) continue;
+            /* output row y, whose disk covers smoothed rows y .. q: the sums kept in registers */
+            const int64_t y = q - (span - 1);
+            for (int64_t j = 0, slot = y % span; j < span; ++j, slot = slot + 1 == span ? 0 : slot + 1)
+                rows[j] = ring + slot * ring_row + half[j] * w;
+            float *restrict o = out + p * h * w + y * w;
+            const float *restrict centre = padded + (pad + y) * wp + pad;
+            x = 0;
+            for (; x + 8 * DISK_BLOCK <= w; x += 8 * DISK_BLOCK) {
+                lanes8 a[DISK_BLOCK] = {0}, c[DISK_BLOCK] = {0};
+                for (int64_t j = 0; j < span; ++j)
+                    for (int i = 0; i < DISK_BLOCK; ++i) a[i] += load8(rows[j] + x + 8 * i);
+                for (int64_t t = 0; t < taps; ++t) {
+                    const float *at = centre + dy[t] * wp + dx[t] + x;
+                    for (int i = 0; i < DISK_BLOCK; ++i) c[i] += weights[t] * load8(at + 8 * i);
+                }
+                for (int i = 0; i < DISK_BLOCK; ++i) a[i] = a[i] * scale + c[i];
+                memcpy(o + x, a, sizeof a);
+            }
+            for (; x < w; ++x) {
+                float a = 0.0f, c = 0.0f;
+                for (int64_t j = 0; j < span; ++j) a += rows[j][x];
+                for (int64_t t = 0; t < taps; ++t) c += weights[t] * centre[dy[t] * wp + dx[t] + x];
+                o[x] = a * scale + c;
+            }
+            for (x = 0; x < w; ++x) o[x] = clamp01(o[x]);
+        }
+    }
+    free(rows);
+    free(padded);
+}
+
 /* ---- Frost (plugins/distortions/weather.py, robench's procedural texture) ---- */
 
 /* Frost._frost for images [begin, end) of 3 planes of `plane` values, from each image's two plasma
