@@ -46,6 +46,15 @@ enum { DRAW = 0, GAUSSIAN = 1, SPECKLE = 2, IMPULSE = 3 };
 
 static inline float clamp01(float value) { return value < 0.0f ? 0.0f : (value > 1.0f ? 1.0f : value); }
 
+/* Eight float32 lanes (GCC / Clang vector extension: one AVX register, two SSE ones). */
+typedef float lanes8 __attribute__((vector_size(32)));
+
+static inline lanes8 load8(const float *p) {
+    lanes8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* A normal value z as it is (DRAW) or as the noise it adds to x: GAUSSIAN x + sigma * z, SPECKLE
  * x * (1 + sigma * z), clamped to [0, 1]. */
 static inline __attribute__((always_inline)) float with_noise(const int kind, float x, float z, float sigma) {
@@ -212,35 +221,105 @@ static void box_pass(const int32_t *restrict in, int32_t *restrict out, int64_t 
     }
 }
 
+/* Eight int32 lanes, and an 8 x 8 transpose in registers (three rounds of interleaving). */
+typedef int32_t int_lanes8 __attribute__((vector_size(32)));
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
+#endif
+#endif
+#ifndef SHUFFLE8
+#define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (int_lanes8){i0, i1, i2, i3, i4, i5, i6, i7})
+#endif
+
+static inline void transpose8(int_lanes8 r[8]) {
+    int_lanes8 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) { /* pairs of rows, 32-bit interleaved */
+        t[i] = SHUFFLE8(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = SHUFFLE8(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) { /* quads of rows, 64-bit interleaved */
+        u[i] = SHUFFLE8(t[i], t[i + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 1] = SHUFFLE8(t[i], t[i + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[i + 2] = SHUFFLE8(t[i + 1], t[i + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[i + 3] = SHUFFLE8(t[i + 1], t[i + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int i = 0; i < 4; ++i) { /* u[i] holds columns i and i + 4 of rows 0-3, u[i + 4] of rows 4-7 */
+        r[i] = SHUFFLE8(u[i], u[i + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[i + 4] = SHUFFLE8(u[i], u[i + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
+/* dst[c * rows + r] = src[r * cols + c]: the (rows x cols) matrix transposed, 8 x 8 tiles at a time. */
+static void transpose_int32(const int32_t *restrict src, int32_t *restrict dst, int64_t rows, int64_t cols) {
+    int64_t r0 = 0;
+    for (; r0 + 8 <= rows; r0 += 8) {
+        int64_t c0 = 0;
+        for (; c0 + 8 <= cols; c0 += 8) {
+            int_lanes8 tile[8];
+            for (int i = 0; i < 8; ++i) memcpy(&tile[i], src + (r0 + i) * cols + c0, sizeof tile[i]);
+            transpose8(tile);
+            for (int i = 0; i < 8; ++i) memcpy(dst + (c0 + i) * rows + r0, &tile[i], sizeof tile[i]);
+        }
+        for (; c0 < cols; ++c0)
+            for (int64_t r = r0; r < r0 + 8; ++r) dst[c0 * rows + r] = src[r * cols + c0];
+    }
+    for (; r0 < rows; ++r0)
+        for (int64_t c = 0; c < cols; ++c) dst[c * rows + r0] = src[r0 * cols + c];
+}
+
+/* out[c] = source[up_col[c]] for c in [0, w), up_col non-decreasing by at most 1 per column (an
+ * upscale): eight columns read at most eight consecutive source values, one load and one
+ * permutation (GCC's variable shuffle; elsewhere one column at a time). Reads up to 7 values past
+ * the source's last used one. */
+static inline void upscale_row(const float *restrict source, float *restrict out, const int32_t *restrict up_col,
+                               int64_t w) {
+    int64_t c = 0;
+#if defined(__GNUC__) && !defined(__clang__)
+    for (; c + 8 <= w; c += 8) {
+        int_lanes8 index;
+        memcpy(&index, up_col + c, sizeof index);
+        const int32_t first = up_col[c];
+        const lanes8 values = load8(source + first), picked = __builtin_shuffle(values, index - first);
+        memcpy(out + c, &picked, sizeof picked);
+    }
+#endif
+    for (; c < w; ++c) out[c] = source[up_col[c]];
+}
+
 /* Pixelate.apply for planes [begin, end) of h x w floats: uint8 levels (x * 255 rounded half to
  * even), Pillow's two-pass BOX downscale to small_h x small_w (columns, then rows), / 255, and
  * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The column
- * pass runs on the transposed plane, so that both passes add whole lines. */
+ * pass runs on the transposed plane, so that both passes add whole lines; each distinct upscaled
+ * row is built once and copied to the rows that repeat it. */
 void robench_pixelate(const float *images, float *out, int64_t begin, int64_t end, int64_t h,
                       int64_t w, int64_t small_h, int64_t small_w, const int32_t *col_lo,
                       const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
                       const int32_t *row_hi, const int32_t *row_weight, const int32_t *up_row,
                       const int32_t *up_col) {
-    int32_t *columns = malloc((size_t)(w * h + 2 * small_w * h + small_h * small_w) * sizeof(int32_t));
-    float *small = malloc((size_t)(small_h * small_w) * sizeof(float));
-    if (columns == NULL || small == NULL) abort();
-    int32_t *narrow_t = columns + w * h, *narrow = narrow_t + small_w * h, *low = narrow + small_w * h;
+    int32_t *levels = malloc((size_t)(2 * w * h + 2 * small_w * h + small_h * small_w) * sizeof(int32_t));
+    float *small = malloc((size_t)(small_h * small_w + 8) * sizeof(float)); /* + 8: upscale_row reads ahead */
+    if (levels == NULL || small == NULL) abort();
+    int32_t *columns = levels + w * h, *narrow_t = columns + w * h, *narrow = narrow_t + small_w * h;
+    int32_t *low = narrow + small_w * h;
     for (int64_t p = begin; p < end; ++p) {
-        const float *x = images + p * h * w;
-        for (int64_t r = 0; r < h; ++r)
-            for (int64_t c = 0; c < w; ++c) columns[c * h + r] = (int32_t)nearbyintf(x[r * w + c] * 255.0f);
+        const float *restrict x = images + p * h * w;
+        for (int64_t i = 0; i < h * w; ++i) levels[i] = (int32_t)nearbyintf(x[i] * 255.0f);
+        transpose_int32(levels, columns, h, w);
         box_pass(columns, narrow_t, small_w, h, col_lo, col_hi, col_weight);
-        for (int64_t c = 0; c < small_w; ++c)
-            for (int64_t r = 0; r < h; ++r) narrow[r * small_w + c] = narrow_t[c * h + r];
+        transpose_int32(narrow_t, narrow, small_w, h);
         box_pass(narrow, low, small_h, small_w, row_lo, row_hi, row_weight);
         for (int64_t i = 0; i < small_h * small_w; ++i) small[i] = (float)low[i] / 255.0f;
         float *y = out + p * h * w;
         for (int64_t r = 0; r < h; ++r) {
-            const float *source = small + up_row[r] * small_w;
-            for (int64_t c = 0; c < w; ++c) y[r * w + c] = source[up_col[c]];
+            if (r > 0 && up_row[r] == up_row[r - 1]) { /* the row above again */
+                memcpy(y + r * w, y + (r - 1) * w, (size_t)w * sizeof(float));
+                continue;
+            }
+            upscale_row(small + up_row[r] * small_w, y + r * w, up_col, w);
         }
     }
-    free(columns);
+    free(levels);
     free(small);
 }
 
@@ -668,15 +747,7 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
  * col_source: the source row (column) of each padded position -reach .. h + reach - 1
  * (w + reach - 1). Each pass adds the centre term, then the pairs t[j] * (before + after) for
  * j = 1 .. radius, in float32. */
-/* Eight float32 lanes (GCC / Clang vector extension: one AVX register, two SSE ones). */
-typedef float lanes8 __attribute__((vector_size(32)));
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
-
-static inline lanes8 load8(const float *p) {
-    lanes8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 /* y[x] = t[0] * centre[x] + sum over j = 1 .. r of t[j] * (before[j][x] + after[j][x]), added in
  * that order, for x in [0, n): 8 * BLOCK columns at a time, kept in registers across the taps. */
@@ -736,7 +807,7 @@ void robench_gaussian_blur(const float *images, float *out, const float *taps, c
 
 /* ---- Defocus blur (plugins/distortions/blur.py) ---- */
 
-#define DISK_BLOCK 4 /* vectors of columns summed together (lanes8: Gaussian blur, above) */
+#define DISK_BLOCK 4 /* vectors of columns summed together */
 
 /* DefocusBlur for planes [begin, end) of h x w float32 values: the reference's kernel, a flat disk
  * smoothed by a small Gaussian, applied as that Gaussian (separable, 2 rg + 1 taps `gauss`), then
