@@ -205,16 +205,21 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
 @needs_compiler
 def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monkeypatch) -> None:
     """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
-    and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends."""
+    and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; and
+    the largest coefficients the transforms meet (black, white, one-pixel checkerboards and
+    stripes in every channel: int32 lanes must hold them as libjpeg's INT32 does)."""
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
     generator = torch.Generator().manual_seed(0)
     batches = [torch.rand(3, 3, h, w, generator=generator) for h, w in sizes]
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(40), indexing="ij")
+    patterns = [torch.zeros(32, 40), torch.ones(32, 40), ((y + x) % 2).float(), (x % 2).float(), (y % 2).float()]
+    batches.append(torch.stack([torch.stack([p, 1 - p, p]) for p in patterns]))
 
     def make() -> list[torch.Tensor]:
         out = []
         for images in batches:
             out += [jpeg_roundtrip(images, quality) for quality in (0, 10, 50, 95, 100)]
-            out.append(jpeg_roundtrip(images, (5, 30, 80), torch.tensor([0, 2, 1])))
+            out.append(jpeg_roundtrip(images, (5, 30, 80), torch.arange(len(images)) * 2 % 3))
         return out
 
     _same(*_both_paths(monkeypatch, make))

@@ -81,6 +81,12 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | tuple[int, ...],
         raise ValueError(f"quality must be in 0..100, got {quality}")
     if isinstance(quality, tuple) and which is None:
         raise ValueError("several qualities need `which`, each image's index into them")
+    if which is not None and which.shape != (images.shape[0],):
+        raise ValueError(f"`which` must hold one index per image: shape {tuple(which.shape)} for "
+                         f"{images.shape[0]} images")
+    if which is not None and which.device.type == "cpu" and which.numel() and \
+            not 0 <= int(which.min()) <= int(which.max()) < len(qualities):  # (on a GPU: no host wait)
+        raise ValueError(f"`which` must index the {len(qualities)} qualities, got {which.tolist()}")
     if native.takes(images):  # the same integer steps, image by image in one loop in C
         return native.jpeg(images.detach(), *_integer_tables(qualities), which)
     # On the CPU, the Distortion base class already feeds cache-sized chunks of a large batch.

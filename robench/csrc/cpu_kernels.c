@@ -328,86 +328,100 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
 enum { F0298 = 2446, F0390 = 3196, F0541 = 4433, F0765 = 6270, F0899 = 7373, F1175 = 9633,
        F1501 = 12299, F1847 = 15137, F1961 = 16069, F2053 = 16819, F2562 = 20995, F3072 = 25172 };
 
-/* One 1-D pass of jpeg_fdct_islow on 8 values `stride` apart, before its descale (outputs 0 and
- * 4 scaled by 2^13 like the others, as _fdct_butterfly). */
-static inline void fdct_1d(int64_t *v, int64_t stride) {
-    const int64_t x0 = v[0], x1 = v[stride], x2 = v[2 * stride], x3 = v[3 * stride];
-    const int64_t x4 = v[4 * stride], x5 = v[5 * stride], x6 = v[6 * stride], x7 = v[7 * stride];
-    const int64_t t0 = x0 + x7, t1 = x1 + x6, t2 = x2 + x5, t3 = x3 + x4;
-    const int64_t t7 = x0 - x7, t6 = x1 - x6, t5 = x2 - x5, t4 = x3 - x4;
-    const int64_t t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
+/* One 1-D pass of jpeg_fdct_islow over v[0 .. 7] (eight transforms side by side, one per lane),
+ * before its descale (outputs 0 and 4 scaled by 2^13 like the others, as _fdct_butterfly). The
+ * int32 lanes hold every value: libjpeg's own bound for 8-bit samples (its INT32 intermediates). */
+static inline void fdct_lanes(int_lanes8 *v) {
+    const int_lanes8 t0 = v[0] + v[7], t1 = v[1] + v[6], t2 = v[2] + v[5], t3 = v[3] + v[4];
+    const int_lanes8 t7 = v[0] - v[7], t6 = v[1] - v[6], t5 = v[2] - v[5], t4 = v[3] - v[4];
+    const int_lanes8 t10 = t0 + t3, t13 = t0 - t3, t11 = t1 + t2, t12 = t1 - t2;
     v[0] = (t10 + t11) * 8192;
-    v[4 * stride] = (t10 - t11) * 8192;
-    const int64_t z = (t12 + t13) * F0541;
-    v[2 * stride] = z + t13 * F0765;
-    v[6 * stride] = z - t12 * F1847;
-    const int64_t z5 = (t4 + t6 + t5 + t7) * F1175;
-    const int64_t z1 = (t4 + t7) * -F0899, z2 = (t5 + t6) * -F2562;
-    const int64_t z3 = (t4 + t6) * -F1961 + z5, z4 = (t5 + t7) * -F0390 + z5;
-    v[7 * stride] = t4 * F0298 + z1 + z3;
-    v[5 * stride] = t5 * F2053 + z2 + z4;
-    v[3 * stride] = t6 * F3072 + z2 + z3;
-    v[stride] = t7 * F1501 + z1 + z4;
+    v[4] = (t10 - t11) * 8192;
+    const int_lanes8 z = (t12 + t13) * F0541;
+    v[2] = z + t13 * F0765;
+    v[6] = z - t12 * F1847;
+    const int_lanes8 z5 = (t4 + t6 + t5 + t7) * F1175;
+    const int_lanes8 z1 = (t4 + t7) * -F0899, z2 = (t5 + t6) * -F2562;
+    const int_lanes8 z3 = (t4 + t6) * -F1961 + z5, z4 = (t5 + t7) * -F0390 + z5;
+    v[7] = t4 * F0298 + z1 + z3;
+    v[5] = t5 * F2053 + z2 + z4;
+    v[3] = t6 * F3072 + z2 + z3;
+    v[1] = t7 * F1501 + z1 + z4;
 }
 
-/* One 1-D pass of jpeg_idct_islow on 8 values `stride` apart, before its descale. */
-static inline void idct_1d(int64_t *v, int64_t stride) {
-    const int64_t d0 = v[0], d1 = v[stride], d2 = v[2 * stride], d3 = v[3 * stride];
-    const int64_t d4 = v[4 * stride], d5 = v[5 * stride], d6 = v[6 * stride], d7 = v[7 * stride];
-    const int64_t z = (d2 + d6) * F0541;
-    const int64_t tmp2 = z - d6 * F1847, tmp3 = z + d2 * F0765;
-    const int64_t tmp0 = (d0 + d4) * 8192, tmp1 = (d0 - d4) * 8192;
-    const int64_t tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
-    const int64_t z5 = (d7 + d3 + d5 + d1) * F1175;
-    const int64_t z1 = (d7 + d1) * -F0899, z2 = (d5 + d3) * -F2562;
-    const int64_t z3 = (d7 + d3) * -F1961 + z5, z4 = (d5 + d1) * -F0390 + z5;
-    const int64_t t0 = d7 * F0298 + z1 + z3, t1 = d5 * F2053 + z2 + z4;
-    const int64_t t2 = d3 * F3072 + z2 + z3, t3 = d1 * F1501 + z1 + z4;
+/* One 1-D pass of jpeg_idct_islow over v[0 .. 7], eight side by side, before its descale. */
+static inline void idct_lanes(int_lanes8 *v) {
+    const int_lanes8 d0 = v[0], d1 = v[1], d2 = v[2], d3 = v[3], d4 = v[4], d5 = v[5], d6 = v[6], d7 = v[7];
+    const int_lanes8 z = (d2 + d6) * F0541;
+    const int_lanes8 tmp2 = z - d6 * F1847, tmp3 = z + d2 * F0765;
+    const int_lanes8 tmp0 = (d0 + d4) * 8192, tmp1 = (d0 - d4) * 8192;
+    const int_lanes8 tmp10 = tmp0 + tmp3, tmp13 = tmp0 - tmp3, tmp11 = tmp1 + tmp2, tmp12 = tmp1 - tmp2;
+    const int_lanes8 z5 = (d7 + d3 + d5 + d1) * F1175;
+    const int_lanes8 z1 = (d7 + d1) * -F0899, z2 = (d5 + d3) * -F2562;
+    const int_lanes8 z3 = (d7 + d3) * -F1961 + z5, z4 = (d5 + d1) * -F0390 + z5;
+    const int_lanes8 t0 = d7 * F0298 + z1 + z3, t1 = d5 * F2053 + z2 + z4;
+    const int_lanes8 t2 = d3 * F3072 + z2 + z3, t3 = d1 * F1501 + z1 + z4;
     v[0] = tmp10 + t3;
-    v[stride] = tmp11 + t2;
-    v[2 * stride] = tmp12 + t1;
-    v[3 * stride] = tmp13 + t0;
-    v[4 * stride] = tmp13 - t0;
-    v[5 * stride] = tmp12 - t1;
-    v[6 * stride] = tmp11 - t2;
-    v[7 * stride] = tmp10 - t3;
+    v[1] = tmp11 + t2;
+    v[2] = tmp12 + t1;
+    v[3] = tmp13 + t0;
+    v[4] = tmp13 - t0;
+    v[5] = tmp12 - t1;
+    v[6] = tmp11 - t2;
+    v[7] = tmp10 - t3;
 }
 
 /* Encode and decode a (rows x cols) plane, both multiples of 8, block by block in place with
  * the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
- * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped. */
+ * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped.
+ * A block is eight vectors, its rows; the row passes run on it transposed. */
 static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
-    int64_t block[64];
+    int_lanes8 divisor[8], half[8], quant[8];
+    lanes8 reciprocal[8];
+    for (int u = 0; u < 8; ++u) {
+        for (int k = 0; k < 8; ++k) {
+            quant[u][k] = table[u * 8 + k];
+            divisor[u][k] = 8 * table[u * 8 + k];
+            half[u][k] = divisor[u][k] / 2;
+            reciprocal[u][k] = 1.0f / (float)divisor[u][k];
+        }
+    }
     for (int64_t by = 0; by < rows; by += 8) {
         for (int64_t bx = 0; bx < cols; bx += 8) {
-            for (int r = 0; r < 8; ++r)
-                for (int c = 0; c < 8; ++c) block[r * 8 + c] = plane[(by + r) * cols + bx + c] - 128;
+            int_lanes8 v[8];
             for (int r = 0; r < 8; ++r) {
-                fdct_1d(block + r * 8, 1);
-                for (int c = 0; c < 8; ++c) block[r * 8 + c] = (block[r * 8 + c] + 1024) >> 11;
+                memcpy(&v[r], plane + (by + r) * cols + bx, sizeof v[r]);
+                v[r] -= 128;
             }
-            for (int c = 0; c < 8; ++c) {
-                fdct_1d(block + c, 8);
-                for (int r = 0; r < 8; ++r) block[r * 8 + c] = (block[r * 8 + c] + 16384) >> 15;
+            transpose8(v); /* the row pass */
+            fdct_lanes(v);
+            for (int i = 0; i < 8; ++i) v[i] = (v[i] + 1024) >> 11;
+            transpose8(v); /* the column pass */
+            fdct_lanes(v);
+            for (int u = 0; u < 8; ++u) {
+                v[u] = (v[u] + 16384) >> 15;
+                /* level = (magnitude + d / 2) / d rounded down: a float32 estimate, off by at most one
+                 * (the quotient stays below 2^15), then set right by the remainder */
+                const int_lanes8 sign = v[u] >> 31, dividend = ((v[u] ^ sign) - sign) + half[u];
+                lanes8 estimate = __builtin_convertvector(dividend, lanes8) * reciprocal[u];
+                int_lanes8 level = __builtin_convertvector(estimate, int_lanes8);
+                const int_lanes8 remainder = dividend - level * divisor[u];
+                level -= remainder >= divisor[u]; /* a true comparison is -1 */
+                level += remainder < 0;
+                v[u] = ((level ^ sign) - sign) * quant[u];
             }
-            for (int i = 0; i < 64; ++i) {
-                /* (magnitude + d / 2) / d rounded down, as a float64 division: exact while the
-                 * operands stay below 2^31 and 2^22 (here below 2^18 and 8 * 255), and vectorised */
-                const int64_t divisor = 8 * (int64_t)table[i], magnitude = block[i] < 0 ? -block[i] : block[i];
-                const int64_t level = (int64_t)((double)(magnitude + divisor / 2) / (double)divisor);
-                block[i] = (block[i] < 0 ? -level : level) * table[i];
+            idct_lanes(v); /* the column pass */
+            for (int i = 0; i < 8; ++i) v[i] = (v[i] + 1024) >> 11;
+            transpose8(v); /* the row pass */
+            idct_lanes(v);
+            for (int i = 0; i < 8; ++i) {
+                int_lanes8 value = ((v[i] + 131072) >> 18) + 128;
+                value &= ~(value < 0); /* comparisons give -1 (all bits) where true */
+                const int_lanes8 over = value > 255;
+                v[i] = (value & ~over) | (over & 255);
             }
-            for (int c = 0; c < 8; ++c) {
-                idct_1d(block + c, 8);
-                for (int r = 0; r < 8; ++r) block[r * 8 + c] = (block[r * 8 + c] + 1024) >> 11;
-            }
-            for (int r = 0; r < 8; ++r) {
-                idct_1d(block + r * 8, 1);
-                for (int c = 0; c < 8; ++c) {
-                    const int64_t value = ((block[r * 8 + c] + 131072) >> 18) + 128;
-                    plane[(by + r) * cols + bx + c] = (int32_t)(value < 0 ? 0 : (value > 255 ? 255 : value));
-                }
-            }
+            transpose8(v);
+            for (int r = 0; r < 8; ++r) memcpy(plane + (by + r) * cols + bx, &v[r], sizeof v[r]);
         }
     }
 }

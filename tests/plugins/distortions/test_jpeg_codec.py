@@ -78,6 +78,18 @@ def test_uniform_noise_bit_exact() -> None:
         assert torch.equal(jpeg_roundtrip(images, quality), pillow_roundtrip(images, quality))
 
 
+@pytest.mark.skipif(not LIBJPEG_TURBO, reason="Pillow without libjpeg-turbo")
+def test_extreme_patterns_bit_exact() -> None:
+    """The largest coefficients 8-bit samples give: black, white, one-pixel checkerboards and
+    stripes, with the opposite pattern in the middle channel (colour at full swing)."""
+    y, x = torch.meshgrid(torch.arange(24), torch.arange(40), indexing="ij")
+    patterns = [torch.zeros(24, 40), torch.ones(24, 40), ((y + x) % 2).float(), (x % 2).float(), (y % 2).float(),
+                ((y // 8 + x // 8) % 2).float()]
+    images = torch.stack([torch.stack([p, 1 - p, p]) for p in patterns])
+    for quality in (1, 50, 100):
+        assert torch.equal(jpeg_roundtrip(images, quality), pillow_roundtrip(images, quality))
+
+
 def test_outputs_on_uint8_levels() -> None:
     out = jpeg_roundtrip(torch.rand(2, 3, 20, 13, generator=torch.Generator().manual_seed(1)), 30)
     assert torch.equal(out, (out * 255).round() / 255)
@@ -120,6 +132,10 @@ def test_rejects_bad_arguments() -> None:
         jpeg_roundtrip(torch.zeros(1, 1, 8, 8), 50)
     with pytest.raises(ValueError):
         jpeg_roundtrip(torch.zeros(1, 3, 8, 8), 101)
+    with pytest.raises(ValueError, match="one index per image"):
+        jpeg_roundtrip(torch.zeros(3, 3, 8, 8), (10, 20), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="must index the 2 qualities"):
+        jpeg_roundtrip(torch.zeros(2, 3, 8, 8), (10, 20), torch.tensor([0, 2]))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
