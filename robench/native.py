@@ -12,9 +12,9 @@ GIL, so that a call's rows are shared among ``torch.get_num_threads()`` threads.
 Each kernel equals its torch path bit for bit (tests compare them), except the blurs: motion blur and
 Gaussian blur are direct sums here (the reference's computation) where the torch paths multiply
 matrices or go through an FFT, and defocus sums its disk row by row (``_filters.disk_sums``) where
-the torch path convolves with the whole kernel, so the two agree to float32 rounding. Where there is no compiler, or
-the compiler or loader fails, one warning is logged and the torch paths serve for the rest of the
-process; ``ROBENCH_FUSED=0`` turns these kernels off as it does the GPU ones.
+the torch path convolves with the whole kernel, so the two agree to float32 rounding. Where there
+is no compiler, or the compiler or loader fails, one warning is logged and the torch paths serve
+for the rest of the process; ``ROBENCH_FUSED=0`` turns these kernels off as it does the GPU ones.
 """
 
 from __future__ import annotations
@@ -458,7 +458,7 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
 
 def defocus(images: torch.Tensor, sums, row_source: torch.Tensor, col_source: torch.Tensor) -> torch.Tensor:
     """``blur.DefocusBlur`` on float32 ``(B, ..., H, W)`` images: the defocus kernel as factored by
-    ``_filters.disk_sums`` (``sums``), summed in float64, clamped to [0, 1]; borders by the source
+    ``_filters.disk_sums`` (``sums``), summed in float32, clamped to [0, 1]; borders by the source
     row and column (int64) of each position of the image padded by ``sums.pad``."""
     images = images.contiguous()
     out = torch.empty_like(images)
