@@ -183,8 +183,8 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64)])
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
-    blobs with sharp rims, one bright pixel, and a few levels (magnitudes on the thresholds), on
-    images down to one row or column."""
+    blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds) and values
+    beyond 0..1, on images down to one row or column; the blend at one intensity and per image."""
     h, w = shape
     generator = torch.Generator().manual_seed(h * 100 + w)
     noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
@@ -193,11 +193,13 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
     dot[..., h // 2, w // 2] = 1.0
     # levels 0, 25, 50, 75: gradient magnitudes are multiples of 25, often exactly 50 or 150
     steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 0.5).double() / 255
-    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps])
+    wide = noise * 1.6 - 0.3  # levels clamped at both ends
+    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide])
     images = torch.rand(layer.shape[0], 3, h, w, generator=generator)
+    each = torch.linspace(0.3, 1.5, layer.shape[0]).view(-1, 1, 1, 1)  # per image, as spatter_each
 
     def make() -> list[torch.Tensor]:
-        return [_spatter._water(images, layer, 0.6)]
+        return [_spatter._water(images, layer, 0.6), _spatter._water(images, layer, each)]
 
     _same(*_both_paths(monkeypatch, make))
 

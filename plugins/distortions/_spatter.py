@@ -134,16 +134,15 @@ def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Ten
 
 def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float | torch.Tensor) -> torch.Tensor:
     """Embossed pale-turquoise droplets: the reference's Canny / distance / equalise / emboss chain."""
+    if native.takes(images) and layer.dtype == torch.float64:  # the same steps, an image at a time in C
+        return native.spatter_water(images, layer, _chamfer_pairs(images.device), intensity, _WATER)
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
-    if native.takes(level):  # the same chain, an image at a time in C
-        dist = native.spatter_water(level, _chamfer_pairs(level.device))
-    else:
-        dist = _truncated_distance(_canny(level, 50, 150))
-        dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)
-        dist = _equalize_hist(dist, _MAX_DIST)
-        emboss = constant(_EMBOSS, dist.device, dist.dtype)  # cv2.filter2D correlates: no flip
-        dist = correlate(pad(dist, (1, 1, 1, 1), "reflect101"), emboss).clamp_(0, 255)
-        dist = torch.div(_box_sum3(dist) + 4, 9, rounding_mode="floor")  # uint8 cv2.blur rounds the mean
+    dist = _truncated_distance(_canny(level, 50, 150))
+    dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)
+    dist = _equalize_hist(dist, _MAX_DIST)
+    emboss = constant(_EMBOSS, dist.device, dist.dtype)  # cv2.filter2D correlates: no flip
+    dist = correlate(pad(dist, (1, 1, 1, 1), "reflect101"), emboss).clamp_(0, 255)
+    dist = torch.div(_box_sum3(dist) + 4, 9, rounding_mode="floor")  # uint8 cv2.blur rounds the mean
     m = level * dist
     peak = m.amax(dim=(2, 3), keepdim=True)
     # The reference divides by the peak unguarded; no liquid at all means no spatter here.

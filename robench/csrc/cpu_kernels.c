@@ -998,21 +998,26 @@ static void box_sum3(const float *restrict x, double *restrict out, double *rest
     }
 }
 
-/* _spatter._water's chain from the uint8 levels to the droplet map, for images [begin, end) of
- * one h x w plane (float32 levels 0..255): Canny (3x3 Sobel with replicated borders, L1
- * magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150, hysteresis through
+/* _spatter._water for images [begin, end) of 3 planes of h x w float32 values, from each image's
+ * thresholded float64 field (one plane): the uint8 levels (field * 255 rounded down, clamped to
+ * 0..255), then OpenCV's chain from them to the droplet map: Canny (3x3 Sobel with replicated
+ * borders, L1 magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150, hysteresis through
  * 8-connected weak pixels), the 5x5 chamfer distance to the edges truncated at 20 (the minimum over
  * row offsets -20..20 of `pairs` [41 x 484]: each row's nearest edge on the left and right, gaps
  * capped at 21, as _truncated_distance), cv2.blur and the uint8 cast, equalizeHist on 0..20, the
- * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; written as float32 to out. */
-void robench_spatter_water(const float *levels, float *out, const float *pairs, int64_t begin, int64_t end,
-                           int64_t h, int64_t w) {
+ * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; then the blend: m = level *
+ * droplet, divided by its peak (at least 1; m = 0 where the peak is 0), times intensity[b], and
+ * out = clamp(x + m * colour[k], 0, 1) on each plane k, in _water's float32 order. */
+void robench_spatter_water(const double *layers, const float *images, float *out, const float *pairs,
+                           const float *intensity, const float *colour, int64_t begin, int64_t end, int64_t h,
+                           int64_t w) {
     const int64_t n = h * w, pw = w + 2, reach = 21, row = 22 * 22;
     int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 5 * n) * sizeof(int32_t));
     double *sums = malloc((size_t)(2 * n) * sizeof(double));
     float *dist = malloc((size_t)(2 * n) * sizeof(float));
     int64_t *ry = malloc((size_t)(h + 2 + w + 2) * sizeof(int64_t));
-    if (grid == NULL || sums == NULL || dist == NULL || ry == NULL) abort();
+    float *levels = malloc((size_t)n * sizeof(float));
+    if (grid == NULL || sums == NULL || dist == NULL || ry == NULL || levels == NULL) abort();
     int32_t *level = grid, *mag = level + (h + 2) * pw, *gx = mag + (h + 2) * pw, *gy = gx + n;
     int32_t *state = gy + n, *stack = state + n, *pair = stack + n;
     int64_t *rx = ry + h + 2;
@@ -1021,10 +1026,14 @@ void robench_spatter_water(const float *levels, float *out, const float *pairs, 
     for (int64_t i = 0; i < w + 2; ++i) rx[i] = reflect101(i - 1, w);
     for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = 0; /* a zero frame: outside counts 0 */
     for (int64_t b = begin; b < end; ++b) {
-        const float *x = levels + b * n;
+        const double *field = layers + b * n;
+        for (int64_t i = 0; i < n; ++i) { /* astype(uint8), saturating */
+            const double value = floor(field[i] * 255.0);
+            levels[i] = (float)(value < 0.0 ? 0.0 : (value > 255.0 ? 255.0 : value));
+        }
         for (int64_t y = 0; y < h + 2; ++y) /* levels with replicated borders */
             for (int64_t i = 0; i < pw; ++i)
-                level[y * pw + i] = (int32_t)x[clamp_index(y - 1, h) * w + clamp_index(i - 1, w)];
+                level[y * pw + i] = (int32_t)levels[clamp_index(y - 1, h) * w + clamp_index(i - 1, w)];
         for (int64_t y = 0; y < h; ++y) {
             const int32_t *up = level + y * pw, *mid = up + pw, *down = mid + pw;
             int32_t *sx = gx + y * w, *sy = gy + y * w, *m = mag + (y + 1) * pw + 1;
@@ -1113,11 +1122,22 @@ void robench_spatter_water(const float *levels, float *out, const float *pairs, 
             }
         }
         box_sum3(dist, sums, sums + n, ry, rx, h, w);
-        float *y = out + b * n;
-        for (int64_t i = 0; i < n; ++i) y[i] = floorf((float)(sums[i] + 4.0) / 9.0f);
+        float peak = 0.0f;
+        for (int64_t i = 0; i < n; ++i) { /* m = level * droplet */
+            work[i] = levels[i] * floorf((float)(sums[i] + 4.0) / 9.0f);
+            peak = work[i] > peak ? work[i] : peak;
+        }
+        const float divisor = peak < 1.0f ? 1.0f : peak, strength = intensity[b];
+        for (int64_t i = 0; i < n; ++i) work[i] = (peak > 0.0f ? work[i] / divisor : 0.0f) * strength;
+        for (int64_t k = 0; k < 3; ++k) {
+            const float *restrict x = images + (3 * b + k) * n;
+            float *restrict y = out + (3 * b + k) * n;
+            for (int64_t i = 0; i < n; ++i) y[i] = clamp01(x[i] + work[i] * colour[k]);
+        }
     }
     free(grid);
     free(sums);
     free(dist);
     free(ry);
+    free(levels);
 }
