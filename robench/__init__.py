@@ -7,7 +7,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
+
+# Before torch loads GNU OpenMP (libgomp, its CPU threads): an idle OpenMP thread spins 300,000
+# rounds before it sleeps, some 15 ms on recent Intel cores (a long `pause`), holding a core that
+# robench's CPU kernels run their own threads on (robench.native: spatter at 32 px ran 1.5x slower
+# for it). 30,000 rounds still bridge the gaps between torch's operators. A value set already wins.
+if "torch" not in sys.modules:
+    os.environ.setdefault("GOMP_SPINCOUNT", "30000")
 
 from robench.errors import ConfigError, PluginError, RobenchError, SupervisionError
 from robench.hookspecs import hookimpl

@@ -56,6 +56,8 @@ _SIGNATURES = {
     "robench_fog": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_gaussian_blur": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
                               _c_int64),
+    "robench_gaussian_blur_f64": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
+                                  _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_defocus": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _p, _c_int64, ctypes.c_float, _p, _p, _p,
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
@@ -433,10 +435,11 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, d
 
 def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor, which: torch.Tensor | None,
                   row_source: torch.Tensor, col_source: torch.Tensor) -> torch.Tensor:
-    """``_filters.gaussian_blur_each`` on the CPU as a direct separable sum: float32 images
-    ``(B, ..., H, W)``; each choice's half-kernels (float32 ``(S, 2, R + 1)``: vertical, horizontal;
-    centre tap first) and radii (int64 ``(S, 2)``); each image's choice (int64 ``(B,)``; None: the
-    first); the source row and column (int64) of each position of the image padded by R."""
+    """``_filters.gaussian_blur_each`` on the CPU as a direct separable sum: float32 or float64
+    images ``(B, ..., H, W)``; each choice's half-kernels (``(S, 2, R + 1)`` of the images' dtype:
+    vertical, horizontal; centre tap first) and radii (int64 ``(S, 2)``); each image's choice
+    (int64 ``(B,)``; None: the first); the source row and column (int64) of each position of the
+    image padded by R."""
     images = images.contiguous()
     out = torch.empty_like(images)
     h, w = images.shape[-2:]
@@ -445,7 +448,8 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
     planes = images[0].numel() // (h * w)
     which = which.to(torch.int64).contiguous() if which is not None else None
     taps, radius = taps.contiguous(), radius.contiguous()
-    function = LIBRARY.load().robench_gaussian_blur
+    library = LIBRARY.load()
+    function = library.robench_gaussian_blur_f64 if images.dtype == torch.float64 else library.robench_gaussian_blur
 
     def part(begin: int, end: int) -> None:
         function(images.data_ptr(), out.data_ptr(), taps.data_ptr(), radius.data_ptr(),

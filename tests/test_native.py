@@ -135,9 +135,12 @@ def test_the_snow_kernel_equals_the_torch_path_given_the_same_layer(monkeypatch,
 @needs_compiler
 @pytest.mark.usefixtures("blur_in_c_at_every_width")
 @pytest.mark.parametrize("mode", ["replicate", "symmetric", "reflect101"])
-def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeypatch, mode: str) -> None:
-    """Per-image sigmas, one of them different along each axis, kernels wider than the image."""
-    images = torch.rand(6, 2, 13, 40, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-6), (torch.float64, 1e-14)])
+def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeypatch, mode: str, dtype: torch.dtype,
+                                                                        tolerance: float) -> None:
+    """Per-image sigmas, one of them different along each axis, kernels wider than the image;
+    float32 images (images) and float64 ones (spatter's fields, in C at every width)."""
+    images = torch.rand(6, 2, 13, 40, generator=torch.Generator().manual_seed(3), dtype=dtype)
     sigmas, which = (0.4, (1.0, 3.0), (6.0, 0.7), (0.7, 6.0)), torch.tensor([0, 1, 2, 3, 1, 0])
 
     def make() -> list[torch.Tensor]:
@@ -146,7 +149,7 @@ def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeyp
 
     compiled, plain = _both_paths(monkeypatch, make)
     for a, b in zip(compiled, plain):
-        assert a.shape == b.shape and (a - b).abs().max() < 1e-6
+        assert a.shape == b.shape and a.dtype == b.dtype == dtype and (a - b).abs().max() < tolerance
 
 
 DISKS = blur._DEFOCUS["imagenet-c"] + blur._DEFOCUS["cifar-10-c"]

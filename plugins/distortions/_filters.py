@@ -65,19 +65,23 @@ def gaussian_blur_each(
     return rows @ images @ cols.transpose(-1, -2)
 
 
-# Below this width the banded matrix products are as fast as the direct sums in C on the CPU, or
-# faster (interleaved runs, 256 images: 32 px 1.4x, 48 px 1.8x, 64 and 96 px even; 224 px C 2.4x).
+# Below this width the banded float32 matrix products are as fast as the direct sums in C on the
+# CPU, or faster (interleaved runs, 256 images: 32 px 1.4x, 48 px 1.8x, 64 and 96 px even; 224 px
+# C 2.4x). In float64 (spatter's fields) C is faster at every width (32 px: 3x, 224 px: 4x).
 NATIVE_BLUR_MIN_WIDTH = 128
 
 
 def _in_c(images: torch.Tensor) -> bool:
+    if images.dtype == torch.float64:
+        return images.numel() > 0 and native.available(images.device)
     return images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and native.takes(images)
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
                  ) -> torch.Tensor:
-    """:func:`gaussian_blur_each` through :func:`robench.native.gaussian_blur` (float32 CPU images)."""
-    taps, radius = _half_kernels(sigmas, truncate)
+    """:func:`gaussian_blur_each` through :func:`robench.native.gaussian_blur` (float32 and float64
+    CPU images)."""
+    taps, radius = _half_kernels(sigmas, truncate, images.dtype)
     reach = taps.shape[-1] - 1
     h, w = images.shape[-2:]
     return native.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
@@ -85,9 +89,9 @@ def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None
 
 
 @functools.lru_cache(maxsize=64)
-def _half_kernels(sigmas: tuple, truncate: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sigma's vertical and horizontal half-kernels, float32 ``(S, 2, R + 1)`` from the centre
-    tap out, zero-padded to the longest, and their radii, int64 ``(S, 2)``."""
+def _half_kernels(sigmas: tuple, truncate: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sigma's vertical and horizontal half-kernels, ``(S, 2, R + 1)`` of ``dtype`` from the
+    centre tap out, zero-padded to the longest, and their radii, int64 ``(S, 2)``."""
     pairs = [sigma if isinstance(sigma, tuple) else (sigma, sigma) for sigma in sigmas]
     halves = [[taps[len(taps) // 2 :] for taps in (_gaussian_taps(s, truncate) for s in pair)] for pair in pairs]
     reach = max(len(half) for pair in halves for half in pair) - 1
@@ -96,7 +100,7 @@ def _half_kernels(sigmas: tuple, truncate: float) -> tuple[torch.Tensor, torch.T
         for axis, half in enumerate(pair):
             taps[i, axis, : len(half)] = torch.tensor(half, dtype=torch.float64)
     radius = torch.tensor([[len(half) - 1 for half in pair] for pair in halves], dtype=torch.int64)
-    return taps.to(torch.float32), radius
+    return taps.to(dtype), radius
 
 
 @functools.lru_cache(maxsize=64)

@@ -754,13 +754,14 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
 
 /* ---- Gaussian blur (plugins/distortions/_filters.py) ---- */
 
-/* _filters.gaussian_blur_each for planes [begin, end), `planes` per image, of h x w float32 values:
- * a vertical, then a horizontal pass of a symmetric kernel. Image b takes choice s = which[b] (0
+/* _filters.gaussian_blur_each for planes [begin, end), `planes` per image, of h x w float32 values
+ * (robench_gaussian_blur; float64: robench_gaussian_blur_f64, taps in float64 too): a vertical,
+ * then a horizontal pass of a symmetric kernel. Image b takes choice s = which[b] (0
  * when which is NULL): taps + (2 s + axis) * (reach + 1) holds that axis's centre tap, then offset
  * 1, 2, ..., radius[2 s + axis] (axis 0 vertical, 1 horizontal). Borders follow row_source /
  * col_source: the source row (column) of each padded position -reach .. h + reach - 1
  * (w + reach - 1). Each pass adds the centre term, then the pairs t[j] * (before + after) for
- * j = 1 .. radius, in float32. */
+ * j = 1 .. radius, in the values' type. */
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
 
 /* y[x] = t[0] * centre[x] + sum over j = 1 .. r of t[j] * (before[j][x] + after[j][x]), added in
@@ -785,39 +786,56 @@ static inline __attribute__((always_inline)) void symmetric_sum(float *restrict 
     }
 }
 
-void robench_gaussian_blur(const float *images, float *out, const float *taps, const int64_t *radius,
-                           const int64_t *which, const int64_t *row_source, const int64_t *col_source,
-                           int64_t reach, int64_t begin, int64_t end, int64_t planes, int64_t h, int64_t w) {
-    float *tmp = malloc((size_t)(h * w + w + 2 * reach) * sizeof(float));
-    const float **rows = malloc((size_t)(2 * (reach + 1)) * sizeof(float *));
-    if (tmp == NULL || rows == NULL) abort();
-    float *restrict padded = tmp + h * w;
-    const float **before = rows, **after = rows + reach + 1;
-    for (int64_t p = begin; p < end; ++p) {
-        const int64_t s = which != NULL ? which[p / planes] : 0;
-        const float *plane = images + p * h * w, *t = taps + 2 * s * (reach + 1);
-        int64_t r = radius[2 * s];
-        for (int64_t y = 0; y < h; ++y) { /* vertical: rows y - j and y + j, by their sources */
-            for (int64_t j = 1; j <= r; ++j) {
-                before[j] = plane + row_source[y + reach - j] * w;
-                after[j] = plane + row_source[y + reach + j] * w;
-            }
-            symmetric_sum(tmp + y * w, plane + row_source[y + reach] * w, before, after, t, r, w);
-        }
-        r = radius[2 * s + 1];
-        t += reach + 1;
-        for (int64_t j = 1; j <= r; ++j) { /* horizontal, on each row padded by its border rule */
-            before[j] = padded + reach - j;
-            after[j] = padded + reach + j;
-        }
-        for (int64_t y = 0; y < h; ++y) {
-            for (int64_t q = 0; q < w + 2 * reach; ++q) padded[q] = tmp[y * w + col_source[q]];
-            symmetric_sum(out + p * h * w + y * w, padded + reach, before, after, t, r, w);
-        }
+/* The same sums in float64, for float64 planes (spatter's fields): plain loops, vectorised by the
+ * compiler, in symmetric_sum's order. */
+static inline void symmetric_sum_f64(double *restrict y, const double *restrict centre, const double *const *before,
+                                     const double *const *after, const double *restrict t, int64_t r, int64_t n) {
+    for (int64_t x = 0; x < n; ++x) y[x] = t[0] * centre[x];
+    for (int64_t j = 1; j <= r; ++j) {
+        const double *restrict u = before[j], *restrict v = after[j];
+        for (int64_t x = 0; x < n; ++x) y[x] += t[j] * (u[x] + v[x]);
     }
-    free(rows);
-    free(tmp);
 }
+
+/* The blur's body for value type T and the row sum SUM (float32: symmetric_sum; float64:
+ * symmetric_sum_f64); the taps are of type T too. */
+#define GAUSSIAN_BLUR(NAME, T, SUM)                                                                            \
+    void NAME(const T *images, T *out, const T *taps, const int64_t *radius, const int64_t *which,              \
+              const int64_t *row_source, const int64_t *col_source, int64_t reach, int64_t begin, int64_t end,  \
+              int64_t planes, int64_t h, int64_t w) {                                                           \
+        T *tmp = malloc((size_t)(h * w + w + 2 * reach) * sizeof(T));                                           \
+        const T **rows = malloc((size_t)(2 * (reach + 1)) * sizeof(T *));                                       \
+        if (tmp == NULL || rows == NULL) abort();                                                               \
+        T *restrict padded = tmp + h * w;                                                                       \
+        const T **before = rows, **after = rows + reach + 1;                                                    \
+        for (int64_t p = begin; p < end; ++p) {                                                                 \
+            const int64_t s = which != NULL ? which[p / planes] : 0;                                            \
+            const T *plane = images + p * h * w, *t = taps + 2 * s * (reach + 1);                               \
+            int64_t r = radius[2 * s];                                                                          \
+            for (int64_t y = 0; y < h; ++y) { /* vertical: rows y - j and y + j, by their sources */           \
+                for (int64_t j = 1; j <= r; ++j) {                                                              \
+                    before[j] = plane + row_source[y + reach - j] * w;                                          \
+                    after[j] = plane + row_source[y + reach + j] * w;                                           \
+                }                                                                                               \
+                SUM(tmp + y * w, plane + row_source[y + reach] * w, before, after, t, r, w);                    \
+            }                                                                                                   \
+            r = radius[2 * s + 1];                                                                              \
+            t += reach + 1;                                                                                     \
+            for (int64_t j = 1; j <= r; ++j) { /* horizontal, on each row padded by its border rule */         \
+                before[j] = padded + reach - j;                                                                 \
+                after[j] = padded + reach + j;                                                                  \
+            }                                                                                                   \
+            for (int64_t y = 0; y < h; ++y) {                                                                   \
+                for (int64_t q = 0; q < w + 2 * reach; ++q) padded[q] = tmp[y * w + col_source[q]];             \
+                SUM(out + p * h * w + y * w, padded + reach, before, after, t, r, w);                           \
+            }                                                                                                   \
+        }                                                                                                       \
+        free(rows);                                                                                             \
+        free(tmp);                                                                                              \
+    }
+
+GAUSSIAN_BLUR(robench_gaussian_blur, float, symmetric_sum)
+GAUSSIAN_BLUR(robench_gaussian_blur_f64, double, symmetric_sum_f64)
 
 /* ---- Defocus blur (plugins/distortions/blur.py) ---- */
 
