@@ -65,16 +65,15 @@ def gaussian_blur_each(
     return rows @ images @ cols.transpose(-1, -2)
 
 
-# Below this width the banded float32 matrix products are as fast as the direct sums in C on the
-# CPU, or faster (interleaved runs, 256 images: 32 px 1.4x, 48 px 1.8x, 64 and 96 px even; 224 px
-# C 2.4x). In float64 (spatter's fields) C is faster at every width (32 px: 3x, 224 px: 4x).
+# Below this width the banded matrix products are as fast as the direct sums in C on the CPU, or
+# faster (interleaved runs, 256 images: float32 32 px 1.4x, 48 px 1.8x, 64 and 96 px even, 224 px
+# C 2.4x; float64, one sigma for all: 32 px 1.7-2.5x, 64-96 px even, 128 px C 1.6x, 224 px C 2.7x).
 NATIVE_BLUR_MIN_WIDTH = 128
 
 
 def _in_c(images: torch.Tensor) -> bool:
-    if images.dtype == torch.float64:
-        return images.numel() > 0 and native.available(images.device)
-    return images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and native.takes(images)
+    return (images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and images.dtype in (torch.float32, torch.float64)
+            and images.numel() > 0 and native.available(images.device))
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
