@@ -764,28 +764,6 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
  * j = 1 .. radius, in the values' type. */
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
 
-/* y[x] = t[0] * centre[x] + sum over j = 1 .. r of t[j] * (before[j][x] + after[j][x]), added in
- * that order, for x in [0, n): 8 * BLOCK columns at a time, kept in registers across the taps. */
-static inline __attribute__((always_inline)) void symmetric_sum(float *restrict y, const float *restrict centre,
-                                                                const float *const *before, const float *const *after,
-                                                                const float *restrict t, int64_t r, int64_t n) {
-    int64_t x = 0;
-    for (; x + 8 * BLOCK <= n; x += 8 * BLOCK) {
-        lanes8 a[BLOCK];
-        for (int i = 0; i < BLOCK; ++i) a[i] = t[0] * load8(centre + x + 8 * i);
-        for (int64_t j = 1; j <= r; ++j) {
-            const float *u = before[j] + x, *v = after[j] + x;
-            for (int i = 0; i < BLOCK; ++i) a[i] += t[j] * (load8(u + 8 * i) + load8(v + 8 * i));
-        }
-        memcpy(y + x, a, sizeof a);
-    }
-    for (; x < n; ++x) {
-        float a = t[0] * centre[x];
-        for (int64_t j = 1; j <= r; ++j) a += t[j] * (before[j][x] + after[j][x]);
-        y[x] = a;
-    }
-}
-
 /* Four float64 lanes (one AVX register, two SSE ones). */
 typedef double lanes4d __attribute__((vector_size(32)));
 
@@ -795,27 +773,32 @@ static inline lanes4d load4d(const double *p) {
     return v;
 }
 
-/* symmetric_sum in float64, for float64 planes (spatter's fields): 4 * BLOCK columns at a time. */
-static inline __attribute__((always_inline)) void symmetric_sum_f64(double *restrict y, const double *restrict centre,
-                                                                    const double *const *before,
-                                                                    const double *const *after,
-                                                                    const double *restrict t, int64_t r, int64_t n) {
-    int64_t x = 0;
-    for (; x + 4 * BLOCK <= n; x += 4 * BLOCK) {
-        lanes4d a[BLOCK];
-        for (int i = 0; i < BLOCK; ++i) a[i] = t[0] * load4d(centre + x + 4 * i);
-        for (int64_t j = 1; j <= r; ++j) {
-            const double *u = before[j] + x, *v = after[j] + x;
-            for (int i = 0; i < BLOCK; ++i) a[i] += t[j] * (load4d(u + 4 * i) + load4d(v + 4 * i));
-        }
-        memcpy(y + x, a, sizeof a);
+/* NAME(y, centre, before, after, t, r, n): y[x] = t[0] * centre[x] + sum over j = 1 .. r of
+ * t[j] * (before[j][x] + after[j][x]), added in that order, for x in [0, n) of values of type T:
+ * LANES * BLOCK columns at a time (vectors V, loaded by LOAD), kept in registers across the taps. */
+#define SYMMETRIC_SUM(NAME, T, V, LANES, LOAD)                                                                 \
+    static inline __attribute__((always_inline)) void NAME(T *restrict y, const T *restrict centre,            \
+                                                           const T *const *before, const T *const *after,      \
+                                                           const T *restrict t, int64_t r, int64_t n) {        \
+        int64_t x = 0;                                                                                          \
+        for (; x + LANES * BLOCK <= n; x += LANES * BLOCK) {                                                    \
+            V a[BLOCK];                                                                                         \
+            for (int i = 0; i < BLOCK; ++i) a[i] = t[0] * LOAD(centre + x + LANES * i);                         \
+            for (int64_t j = 1; j <= r; ++j) {                                                                  \
+                const T *u = before[j] + x, *v = after[j] + x;                                                  \
+                for (int i = 0; i < BLOCK; ++i) a[i] += t[j] * (LOAD(u + LANES * i) + LOAD(v + LANES * i));     \
+            }                                                                                                   \
+            memcpy(y + x, a, sizeof a);                                                                         \
+        }                                                                                                       \
+        for (; x < n; ++x) {                                                                                    \
+            T a = t[0] * centre[x];                                                                             \
+            for (int64_t j = 1; j <= r; ++j) a += t[j] * (before[j][x] + after[j][x]);                          \
+            y[x] = a;                                                                                           \
+        }                                                                                                       \
     }
-    for (; x < n; ++x) {
-        double a = t[0] * centre[x];
-        for (int64_t j = 1; j <= r; ++j) a += t[j] * (before[j][x] + after[j][x]);
-        y[x] = a;
-    }
-}
+
+SYMMETRIC_SUM(symmetric_sum, float, lanes8, 8, load8)
+SYMMETRIC_SUM(symmetric_sum_f64, double, lanes4d, 4, load4d) /* spatter's float64 fields */
 
 /* The blur's body for value type T and the row sum SUM (float32: symmetric_sum; float64:
  * symmetric_sum_f64); the taps are of type T too. */
