@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("linear", "knn")
 CLEAN = "clean"
+CPU_FORWARD_IMAGES = 128
+"""Images per encoder forward on the CPU: smaller slices keep a small ViT's activations in cache
+(1.3-1.5x the throughput of 512 for the default backbone); results do not depend on it beyond
+float rounding."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class EvalConfig:
         knn_temperature: temperature of the exp(similarity / T) vote weights (DINO's kNN).
         probe_c: inverse L2 strength of the linear probe, as scikit-learn's ``C``.
         probe_max_iter: L-BFGS iterations of the linear probe.
-        batch_size: images per forward pass when embedding.
+        batch_size: images per distortion call and per forward pass when embedding (on the CPU
+            the forward takes them :data:`CPU_FORWARD_IMAGES` at a time).
     """
 
     knn_k: int = 20
@@ -84,8 +89,10 @@ def embed(
             assert distortion is not None
             seeds = distortion_seeds(seed, dataset, split_name, distortion.name, severity, indices[chunk])
             images = distortion(images, severity, BatchRNG(to_device(seeds, device)))
-        with autocast(device):
-            features.append(cls_embedding(encoder, images).float())
+        rows = CPU_FORWARD_IMAGES if images.device.type == "cpu" else len(images)
+        for part in iterate_chunks(len(images), rows):
+            with autocast(device):
+                features.append(cls_embedding(encoder, images[part]).float())
     return torch.cat(features)
 
 

@@ -161,3 +161,54 @@ def test_weights_errors(model: torch.nn.Module, tiny_spec: BackboneSpec, tmp_pat
     bad_suffix.write_bytes(b"")
     with pytest.raises(ConfigError, match="has suffix '.npz'; valid: .safetensors"):
         load_weights(model, bad_suffix)
+
+
+@pytest.mark.parametrize("variant", [
+    {}, {"qkv_bias": False}, {"qk_norm": True}, {"init_values": 0.1}, {"scale_attn_norm": True},
+    {"scale_mlp_norm": True}, {"class_token": False, "global_pool": "avg"}, {"reg_tokens": 4},
+    {"no_embed_class": True}, {"gated": True},
+])
+def test_cls_embedding_runs_the_last_block_for_the_first_token_only(variant: dict) -> None:
+    import timm
+
+    gated = variant.pop("gated", False)
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=4,
+                              embed_dim=64, depth=2, num_heads=2, **variant).eval()
+    if gated:  # timm's Attention(gated=True): a sigmoid gate on the attention output
+        for block in model.blocks:
+            block.attn.gate = torch.nn.Linear(64, 64)
+    if "init_values" in variant:  # layer scale starts as a constant: make each channel differ
+        for block in model.blocks:
+            block.ls1.gamma.data.uniform_(0.05, 0.5)
+            block.ls2.gamma.data.uniform_(0.05, 0.5)
+    seen = []
+    hook = model.blocks[-1].mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    x = torch.rand(5, 3, 32, 32)
+    with torch.no_grad():
+        got = cls_embedding(model, x)
+        expected = model.forward_features(x)[:, 0]
+    hook.remove()
+    assert seen[0] == (5, 1, 64)  # the last block's MLP saw the first token only
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_cls_embedding_runs_forward_features_in_training_mode_or_for_other_classes(model: torch.nn.Module) -> None:
+    import copy
+
+    class Shifted(type(model)):
+        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward_features(x) + 1.0
+
+    shifted = copy.deepcopy(model)
+    shifted.__class__ = Shifted
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(cls_embedding(shifted, x), model.forward_features(x)[:, 0] + 1.0,
+                                   rtol=1e-5, atol=1e-5)
+    seen = []
+    hook = model.blocks[-1].mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    model.train()
+    cls_embedding(model, x)
+    hook.remove()
+    assert seen == [65]  # every token: dropout and the like belong to the whole forward

@@ -75,3 +75,22 @@ def test_evaluation_record(tiny_spec) -> None:
     again = evaluate_encoder(encoder, data, torch.arange(0, 30, 2), GaussianNoise(), (1, 3), 0,
                              EvalConfig(batch_size=4), torch.device("cpu"))
     assert again.predictions == result.predictions  # batch size does not change the pixels
+
+
+def test_cpu_embedding_forwards_in_slices_with_the_same_features(tiny_spec, monkeypatch) -> None:
+    import robench.evaluate as evaluate
+    from robench.data import to_float
+
+    gen = torch.Generator().manual_seed(1)
+    split = Split((torch.rand(11, 3, 32, 32, generator=gen) * 255).to(torch.uint8), torch.zeros(11, dtype=torch.long))
+    encoder = create_backbone(tiny_spec, 4).eval()
+    monkeypatch.setattr(evaluate, "CPU_FORWARD_IMAGES", 4)
+    sizes = []
+    hook = encoder.patch_embed.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[0]))
+    features = evaluate.embed(encoder, split, distortion=None, severity=None, seed=0, dataset="toy",
+                              split_name="test", indices=torch.arange(11), batch_size=9, device=torch.device("cpu"))
+    hook.remove()
+    assert sizes == [4, 4, 1, 2]  # distortion chunks of 9, forwards of at most 4
+    with torch.no_grad():
+        whole = encoder.forward_features(to_float(split.images))[:, 0]
+    torch.testing.assert_close(features, whole, rtol=1e-5, atol=1e-5)
