@@ -183,7 +183,7 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 
 
 @needs_compiler
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64), (90, 141)])
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
     blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds) and values

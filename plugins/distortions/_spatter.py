@@ -135,7 +135,7 @@ def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Ten
 def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float | torch.Tensor) -> torch.Tensor:
     """Embossed pale-turquoise droplets: the reference's Canny / distance / equalise / emboss chain."""
     if native.takes(images) and layer.dtype == torch.float64:  # the same steps, an image at a time in C
-        return native.spatter_water(images, layer, _chamfer_pairs(images.device), intensity, _WATER)
+        return native.spatter_water(images, layer, intensity, _WATER)
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
     dist = _truncated_distance(_canny(level, 50, 150))
     dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)

@@ -1019,6 +1019,53 @@ static void box_sum3(const float *restrict x, double *restrict out, double *rest
     }
 }
 
+/* cv2.distanceTransform(non-edges, DIST_L2, 5) truncated at 20, from `state` (2: edge), as OpenCV
+ * computes it and _spatter._chamfer_table reproduces for one edge: a forward then a backward
+ * raster pass of float32 sums of the step lengths 1, 1.4 and 2.1969 over `frame` [(h + 4) x
+ * (w + 4)], whose 2-px border never updates. Each row's steps from the rows before it are taken
+ * for all its pixels at once; only the step along the row runs pixel by pixel. */
+static void chamfer_distance(const int32_t *restrict state, float *restrict frame, float *restrict dist, int64_t h,
+                             int64_t w) {
+    const int64_t pw = w + 4;
+    const float a = 1.0f, b = 1.4f, c = 2.1969f;
+    for (int64_t i = 0; i < (h + 4) * pw; ++i) frame[i] = INFINITY;
+    for (int64_t y = 0; y < h; ++y)
+        for (int64_t i = 0; i < w; ++i) frame[(y + 2) * pw + 2 + i] = state[y * w + i] == 2 ? 0.0f : INFINITY;
+#define NEARER(v, u) ((u) < (v) ? (u) : (v))
+    for (int64_t y = 0; y < h; ++y) { /* forward: from rows y - 1, y - 2 and the pixel on the left */
+        float *r0 = frame + (y + 2) * pw + 2;
+        const float *r1 = r0 - pw, *r2 = r1 - pw;
+        for (int64_t i = 0; i < w; ++i) {
+            float v = NEARER(r0[i], r2[i - 1] + c);
+            v = NEARER(v, r2[i + 1] + c);
+            v = NEARER(v, r1[i - 2] + c);
+            v = NEARER(v, r1[i - 1] + b);
+            v = NEARER(v, r1[i] + a);
+            v = NEARER(v, r1[i + 1] + b);
+            r0[i] = NEARER(v, r1[i + 2] + c);
+        }
+        for (int64_t i = 1; i < w; ++i) /* rarely nearer: a branch keeps pixels independent */
+            if (__builtin_expect(r0[i - 1] + a < r0[i], 0)) r0[i] = r0[i - 1] + a;
+    }
+    for (int64_t y = h - 1; y >= 0; --y) { /* backward: from rows y + 1, y + 2 and the pixel on the right */
+        float *r0 = frame + (y + 2) * pw + 2;
+        const float *r1 = r0 + pw, *r2 = r1 + pw;
+        for (int64_t i = 0; i < w; ++i) {
+            float v = NEARER(r0[i], r2[i + 1] + c);
+            v = NEARER(v, r2[i - 1] + c);
+            v = NEARER(v, r1[i + 2] + c);
+            v = NEARER(v, r1[i + 1] + b);
+            v = NEARER(v, r1[i] + a);
+            v = NEARER(v, r1[i - 1] + b);
+            r0[i] = NEARER(v, r1[i - 2] + c);
+        }
+        for (int64_t i = w - 2; i >= 0; --i)
+            if (__builtin_expect(r0[i + 1] + a < r0[i], 0)) r0[i] = r0[i + 1] + a;
+        for (int64_t i = 0; i < w; ++i) dist[y * w + i] = NEARER(20.0f, r0[i]);
+    }
+#undef NEARER
+}
+
 /* _spatter._water for images [begin, end) of 3 planes of h x w float32 values, from each image's
  * thresholded float64 field (one plane): the uint8 levels (field * 255 rounded down, clamped to
  * 0..255), then OpenCV's chain from them to the droplet map: Canny (3x3 Sobel with replicated
@@ -1029,20 +1076,19 @@ static void box_sum3(const float *restrict x, double *restrict out, double *rest
  * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; then the blend: m = level *
  * droplet, divided by its peak (at least 1; m = 0 where the peak is 0), times intensity[b], and
  * out = clamp(x + m * colour[k], 0, 1) on each plane k, in _water's float32 order. */
-void robench_spatter_water(const double *layers, const float *images, float *out, const float *pairs,
-                           const float *intensity, const float *colour, int64_t begin, int64_t end, int64_t h,
-                           int64_t w) {
-    const int64_t n = h * w, pw = w + 2, reach = 21, row = 22 * 22;
-    int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 5 * n) * sizeof(int32_t));
+void robench_spatter_water(const double *layers, const float *images, float *out, const float *intensity,
+                           const float *colour, int64_t begin, int64_t end, int64_t h, int64_t w) {
+    const int64_t n = h * w, pw = w + 2;
+    int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 4 * n) * sizeof(int32_t));
     double *sums = malloc((size_t)(2 * n) * sizeof(double));
-    float *dist = malloc((size_t)(2 * n) * sizeof(float));
+    float *dist = malloc((size_t)(2 * n + (h + 4) * (w + 4)) * sizeof(float));
     int64_t *ry = malloc((size_t)(h + 2 + w + 2) * sizeof(int64_t));
     float *levels = malloc((size_t)n * sizeof(float));
     if (grid == NULL || sums == NULL || dist == NULL || ry == NULL || levels == NULL) abort();
     int32_t *level = grid, *mag = level + (h + 2) * pw, *gx = mag + (h + 2) * pw, *gy = gx + n;
-    int32_t *state = gy + n, *stack = state + n, *pair = stack + n;
+    int32_t *state = gy + n, *stack = state + n;
     int64_t *rx = ry + h + 2;
-    float *work = dist + n;
+    float *work = dist + n, *frame = work + n;
     for (int64_t i = 0; i < h + 2; ++i) ry[i] = reflect101(i - 1, h);
     for (int64_t i = 0; i < w + 2; ++i) rx[i] = reflect101(i - 1, w);
     for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = 0; /* a zero frame: outside counts 0 */
@@ -1092,30 +1138,7 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                     stack[top++] = (int32_t)(v * w + u);
                 }
         }
-        for (int64_t y = 0; y < h; ++y) { /* each row's nearest edge on either side, gaps capped */
-            int64_t last = -(w + reach);
-            for (int64_t i = 0; i < w; ++i) {
-                if (state[y * w + i] == 2) last = i;
-                const int64_t gap = i - last;
-                pair[y * w + i] = (int32_t)((gap < reach ? gap : reach) * (reach + 1));
-            }
-            int64_t next = 2 * w + reach;
-            for (int64_t i = w - 1; i >= 0; --i) {
-                if (state[y * w + i] == 2) next = i;
-                const int64_t gap = next - i;
-                pair[y * w + i] += (int32_t)(gap < reach ? gap : reach);
-            }
-        }
-        for (int64_t i = 0; i < n; ++i) dist[i] = 20.0f;
-        for (int64_t dy = -20; dy <= 20; ++dy) { /* edges in row y - dy, for every row y */
-            const float *table = pairs + (dy + 20) * row;
-            /* rows outside the image hold no edge: their lengths (21 and more) change nothing */
-            for (int64_t y = dy > 0 ? dy : 0; y < (dy < 0 ? h + dy : h); ++y) {
-                float *d = dist + y * w;
-                const int32_t *source = pair + (y - dy) * w;
-                for (int64_t i = 0; i < w; ++i) d[i] = table[source[i]] < d[i] ? table[source[i]] : d[i];
-            }
-        }
+        chamfer_distance(state, frame, dist, h, w);
         box_sum3(dist, sums, sums + n, ry, rx, h, w); /* cv2.blur on float32, then the uint8 cast */
         int64_t hist[21] = {0};
         for (int64_t i = 0; i < n; ++i) {
