@@ -78,8 +78,8 @@ def spatter(
     h, w = images.shape[-2:]
     # float64 like the reference: the field is later cut at a threshold and cast to uint8 levels.
     noise = rng.normal(h, w).to(images.device, torch.float64)
-    layer = gaussian_blur((noise * scale + loc)[:, None], sigma)
-    layer = torch.where(layer < threshold, 0.0, layer)
+    layer = gaussian_blur(noise.mul_(scale).add_(loc)[:, None], sigma)  # in place: the same values
+    layer = layer.masked_fill_(layer < threshold, 0.0)
     if mud:
         return _mud(images, layer, threshold, intensity)
     return _water(images, layer, intensity)
@@ -98,9 +98,9 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
 
     which = Distortion.severity_index(severities, images.device)
     noise = rng.normal(h, w).to(images.device, torch.float64)
-    field = noise[:, None] * each(1) + each(0)
+    field = noise[:, None].mul_(each(1)).add_(each(0))  # in place: the same values
     layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)
-    layer = torch.where(layer < each(3), 0.0, layer)
+    layer = layer.masked_fill_(layer < each(3), 0.0)
     mud = torch.tensor([row[5] for row in table])[severities - 1].bool()
     out = torch.empty_like(images) if bool(mud.any()) and not bool(mud.all()) else None
     for is_mud in (False, True):
