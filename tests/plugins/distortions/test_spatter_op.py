@@ -137,6 +137,30 @@ def test_canny_is_opencv_canny() -> None:
         assert torch.equal(mask, torch.from_numpy(cv2.Canny(image, 50, 150) > 0))
 
 
+def test_truncated_distance_is_opencv_distance_transform() -> None:
+    """Bit for bit cv2.distanceTransform(DIST_L2, 5) truncated at 20, on sparse and dense edges,
+    edges on the borders, a single edge pixel and none; the C kernel's two raster passes are
+    compared with this path in tests/test_native.py."""
+    import cv2
+
+    from robench_plugins.distortions._spatter import _truncated_distance
+
+    generator = torch.Generator().manual_seed(3)
+    h, w = 57, 83
+    sparse = torch.rand(3, 1, h, w, generator=generator) > 0.995
+    dense = torch.rand(3, 1, h, w, generator=generator) > 0.8
+    border = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    border[..., 0, :] = border[..., :, -1] = True
+    single = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    single[..., h // 2, 5] = True
+    empty = torch.zeros(1, 1, h, w, dtype=torch.bool)
+    edges = torch.cat([sparse, dense, border, single, empty])
+    ours = _truncated_distance(edges)
+    for mask, distance in zip(edges[:, 0].numpy(), ours[:, 0]):
+        expected = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+        assert torch.equal(distance, torch.from_numpy(np.minimum(expected, 20.0)))
+
+
 @pytest.mark.parametrize("rounds_per_check", [1, 8])
 def test_hysteresis_follows_weak_chains_of_any_length(rounds_per_check: int) -> None:
     from scipy import ndimage
