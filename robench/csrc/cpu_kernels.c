@@ -1019,6 +1019,26 @@ static void box_sum3(const float *restrict x, double *restrict out, double *rest
     }
 }
 
+/* The emboss filter at column i of a row (left / right neighbour columns l / r), clamped to 0..255:
+ * small integers, exact in any order. */
+static inline float emboss_at(const float *up, const float *mid, const float *down, int64_t l, int64_t i, int64_t r) {
+    const float total = -2.0f * up[l] - up[i] - mid[l] + mid[i] + mid[r] + down[i] + 2.0f * down[r];
+    return total < 0.0f ? 0.0f : (total > 255.0f ? 255.0f : total);
+}
+
+/* One row of Canny's 3x3 Sobel gradients and their L1 magnitude, from three rows of levels
+ * padded by one column on either side. */
+static void sobel_row(const int32_t *restrict up, const int32_t *restrict mid, const int32_t *restrict down,
+                      int32_t *restrict sx, int32_t *restrict sy, int32_t *restrict magnitude, int64_t w) {
+    for (int64_t i = 0; i < w; ++i) {
+        const int32_t dx = (up[i + 2] - up[i]) + 2 * (mid[i + 2] - mid[i]) + (down[i + 2] - down[i]);
+        const int32_t dy = (down[i] - up[i]) + 2 * (down[i + 1] - up[i + 1]) + (down[i + 2] - up[i + 2]);
+        sx[i] = dx;
+        sy[i] = dy;
+        magnitude[i] = abs(dx) + abs(dy);
+    }
+}
+
 /* cv2.distanceTransform(non-edges, DIST_L2, 5) truncated at 20, from `state` (2: edge), as OpenCV
  * computes it and _spatter._chamfer_table reproduces for one edge: a forward then a backward
  * raster pass of float32 sums of the step lengths 1, 1.4 and 2.1969 over `frame` [(h + 4) x
@@ -1098,36 +1118,41 @@ void robench_spatter_water(const double *layers, const float *images, float *out
             const double value = floor(field[i] * 255.0);
             levels[i] = (float)(value < 0.0 ? 0.0 : (value > 255.0 ? 255.0 : value));
         }
-        for (int64_t y = 0; y < h + 2; ++y) /* levels with replicated borders */
-            for (int64_t i = 0; i < pw; ++i)
-                level[y * pw + i] = (int32_t)levels[clamp_index(y - 1, h) * w + clamp_index(i - 1, w)];
+        for (int64_t y = 0; y < h + 2; ++y) { /* levels with replicated borders */
+            const float *restrict source = levels + clamp_index(y - 1, h) * w;
+            int32_t *restrict padded = level + y * pw;
+            for (int64_t i = 0; i < w; ++i) padded[i + 1] = (int32_t)source[i];
+            padded[0] = padded[1];
+            padded[w + 1] = padded[w];
+        }
+        for (int64_t y = 0; y < h; ++y)
+            sobel_row(level + y * pw, level + (y + 1) * pw, level + (y + 2) * pw, gx + y * w, gy + y * w,
+                      mag + (y + 1) * pw + 1, w);
+        /* state: 0 none, 1 weak (kept by the suppression, above 50), 2 edge; every neighbour is
+         * read (the zero frame holds them) and the direction picks two, so the loop has no branch */
         for (int64_t y = 0; y < h; ++y) {
-            const int32_t *up = level + y * pw, *mid = up + pw, *down = mid + pw;
-            int32_t *sx = gx + y * w, *sy = gy + y * w, *m = mag + (y + 1) * pw + 1;
+            const int32_t *restrict z = mag + (y + 1) * pw + 1, *restrict sx = gx + y * w, *restrict sy = gy + y * w;
+            int32_t *restrict kept = state + y * w;
             for (int64_t i = 0; i < w; ++i) {
-                sx[i] = (up[i + 2] - up[i]) + 2 * (mid[i + 2] - mid[i]) + (down[i + 2] - down[i]);
-                sy[i] = (down[i] - up[i]) + 2 * (down[i + 1] - up[i + 1]) + (down[i + 2] - up[i + 2]);
-                m[i] = (sx[i] < 0 ? -sx[i] : sx[i]) + (sy[i] < 0 ? -sy[i] : sy[i]);
+                const int32_t m = z[i], gxi = sx[i], gyi = sy[i];
+                const int32_t ax = gxi < 0 ? -gxi : gxi, ay = (gyi < 0 ? -gyi : gyi) << 15, tg22 = ax * 13573;
+                const int32_t left = z[i - 1], right = z[i + 1], above = z[i - pw], below = z[i + pw];
+                const int32_t above_left = z[i - pw - 1], above_right = z[i - pw + 1];
+                const int32_t below_left = z[i + pw - 1], below_right = z[i + pw + 1];
+                const int32_t horizontal = ay < tg22, vertical = ay > tg22 + (ax << 16);
+                const int32_t same = (gxi < 0) == (gyi < 0);
+                const int32_t diagonal_before = same ? above_left : above_right;
+                const int32_t diagonal_after = same ? below_right : below_left;
+                const int32_t before = horizontal ? left : (vertical ? above : diagonal_before);
+                const int32_t after = horizontal ? right : (vertical ? below : diagonal_after + 1);
+                /* the axis directions keep the upper / left pixel of a tie, the diagonals neither */
+                const int32_t keep = (m > before) & (m >= after) & (m > 50);
+                kept[i] = keep * (1 + (m > 150));
             }
         }
-        /* state: 0 none, 1 weak (kept by the suppression, above 50), 2 edge */
         int64_t top = 0;
-        for (int64_t y = 0; y < h; ++y)
-            for (int64_t i = 0; i < w; ++i) {
-                const int64_t k = y * w + i;
-                const int32_t *z = mag + (y + 1) * pw + i + 1, m = z[0];
-                const int32_t ax = gx[k] < 0 ? -gx[k] : gx[k], ay = (gy[k] < 0 ? -gy[k] : gy[k]) << 15;
-                const int32_t tg22 = ax * 13573;
-                int keep;
-                if (ay < tg22) keep = m > z[-1] && m >= z[1];
-                else if (ay > tg22 + (ax << 16)) keep = m > z[-pw] && m >= z[pw];
-                else {
-                    const int same = (gx[k] < 0) == (gy[k] < 0);
-                    keep = m > (same ? z[-pw - 1] : z[-pw + 1]) && m > (same ? z[pw + 1] : z[pw - 1]);
-                }
-                state[k] = keep && m > 50 ? (m > 150 ? 2 : 1) : 0;
-                if (state[k] == 2) stack[top++] = (int32_t)k;
-            }
+        for (int64_t k = 0; k < n; ++k)
+            if (state[k] == 2) stack[top++] = (int32_t)k;
         while (top > 0) { /* hysteresis: weak pixels 8-connected to an edge become edges */
             const int64_t k = stack[--top], y = k / w, i = k % w;
             for (int64_t dy = -1; dy <= 1; ++dy)
@@ -1156,21 +1181,19 @@ void robench_spatter_water(const double *layers, const float *images, float *out
             const float value = nearbyintf((float)(cumulative - base) * scale);
             lut[v] = base == n ? (float)first : (value < 0.0f ? 0.0f : (value > 255.0f ? 255.0f : value));
         }
-        for (int64_t i = 0; i < n; ++i) work[i] = lut[(int64_t)work[i]];
-        for (int64_t y = 0; y < h; ++y) { /* emboss: small integers, exact in any order */
-            const float *up = work + ry[y] * w, *mid = work + y * w, *down = work + ry[y + 2] * w;
-            for (int64_t i = 0; i < w; ++i) {
-                const int64_t l = rx[i], r = rx[i + 2];
-                const float total = -2.0f * up[l] - up[i] - mid[l] + mid[i] + mid[r] + down[i] + 2.0f * down[r];
-                dist[y * w + i] = total < 0.0f ? 0.0f : (total > 255.0f ? 255.0f : total);
-            }
+        for (int64_t i = 0; i < n; ++i) work[i] = lut[(int32_t)work[i]];
+        for (int64_t y = 0; y < h; ++y) { /* emboss */
+            const float *restrict up = work + ry[y] * w, *restrict mid = work + y * w, *restrict down = work + ry[y + 2] * w;
+            float *restrict row = dist + y * w;
+            row[0] = emboss_at(up, mid, down, rx[0], 0, rx[2]); /* the border columns reflect */
+            if (w > 1) row[w - 1] = emboss_at(up, mid, down, w - 2, w - 1, rx[w + 1]);
+            for (int64_t i = 1; i + 1 < w; ++i) row[i] = emboss_at(up, mid, down, i - 1, i, i + 1);
         }
         box_sum3(dist, sums, sums + n, ry, rx, h, w);
-        float peak = 0.0f;
-        for (int64_t i = 0; i < n; ++i) { /* m = level * droplet */
-            work[i] = levels[i] * floorf((float)(sums[i] + 4.0) / 9.0f);
-            peak = work[i] > peak ? work[i] : peak;
-        }
+        for (int64_t i = 0; i < n; ++i) work[i] = levels[i] * floorf((float)(sums[i] + 4.0) / 9.0f); /* level * droplet */
+        int32_t top_value = 0; /* whole numbers to 255 * 255: their peak as integers */
+        for (int64_t i = 0; i < n; ++i) top_value = (int32_t)work[i] > top_value ? (int32_t)work[i] : top_value;
+        const float peak = (float)top_value;
         const float divisor = peak < 1.0f ? 1.0f : peak, strength = intensity[b];
         for (int64_t i = 0; i < n; ++i) work[i] = (peak > 0.0f ? work[i] / divisor : 0.0f) * strength;
         for (int64_t k = 0; k < 3; ++k) {
