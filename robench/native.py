@@ -63,7 +63,7 @@ _SIGNATURES = {
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
-    "robench_spatter_water": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_spatter_water": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
@@ -524,23 +524,23 @@ def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, 
     return out
 
 
-def spatter_water(images: torch.Tensor, layer: torch.Tensor, intensity: float | torch.Tensor,
-                  colour: tuple[float, float, float]) -> torch.Tensor:
-    """``_spatter._water`` on the CPU: float32 ``(B, 3, H, W)`` images, each one's thresholded
-    float64 field ``(B, 1, H, W)``, the intensity (a scalar or per sample) and the RGB colour: the
-    uint8 levels, Canny, the truncated chamfer distance (OpenCV's two raster passes, where the
+def spatter_water(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Tensor,
+                  intensity: float | torch.Tensor, colour: tuple[float, float, float]) -> torch.Tensor:
+    """``_spatter._water`` on the CPU: float32 ``(B, 3, H, W)`` images, each one's float64 field
+    ``(B, 1, H, W)``, the threshold below which it counts 0 and the intensity (each a scalar or per
+    sample) and the RGB colour: the uint8 levels, Canny, the truncated chamfer distance (OpenCV's two raster passes, where the
     torch path takes the minimum over row offsets: the same float32 values), blur, histogram
     equalisation, emboss, blur and the blend, as its torch path computes them."""
     images, layer = images.contiguous(), layer.contiguous()
     out = torch.empty_like(images)
     batch, (h, w) = images.shape[0], images.shape[-2:]
-    strength = _per_sample_float32(intensity, batch)
+    cut, strength = _per_sample(threshold, batch), _per_sample_float32(intensity, batch)
     tint = torch.tensor(colour, dtype=torch.float32)
     function = LIBRARY.load().robench_spatter_water
 
     def part(begin: int, end: int) -> None:
-        function(layer.data_ptr(), images.data_ptr(), out.data_ptr(), strength.data_ptr(), tint.data_ptr(), begin,
-                 end, h, w)
+        function(layer.data_ptr(), images.data_ptr(), out.data_ptr(), cut.data_ptr(), strength.data_ptr(),
+                 tint.data_ptr(), begin, end, h, w)
 
     if images.numel():
         parallel(part, batch, layer.numel() * 41)

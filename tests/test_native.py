@@ -187,7 +187,7 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
     blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds) and values
-    beyond 0..1, on images down to one row or column; the blend at one intensity and per image."""
+    beyond 0..1, on images down to one row or column; one threshold and intensity, and one per image."""
     h, w = shape
     generator = torch.Generator().manual_seed(h * 100 + w)
     noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
@@ -200,9 +200,10 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
     layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide])
     images = torch.rand(layer.shape[0], 3, h, w, generator=generator)
     each = torch.linspace(0.3, 1.5, layer.shape[0]).view(-1, 1, 1, 1)  # per image, as spatter_each
+    cuts = torch.linspace(0.0, 0.6, layer.shape[0], dtype=torch.float64).view(-1, 1, 1, 1)
 
     def make() -> list[torch.Tensor]:
-        return [_spatter._water(images, layer, 0.6), _spatter._water(images, layer, each)]
+        return [_spatter._water(images, layer, 0.3, 0.6), _spatter._water(images, layer, cuts, each)]
 
     _same(*_both_paths(monkeypatch, make))
 

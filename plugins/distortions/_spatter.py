@@ -77,12 +77,13 @@ def spatter(
     loc, scale, sigma, threshold, intensity, mud = params
     h, w = images.shape[-2:]
     # float64 like the reference: the field is later cut at a threshold and cast to uint8 levels.
-    noise = rng.normal(h, w).to(images.device, torch.float64)
-    layer = gaussian_blur(noise.mul_(scale).add_(loc)[:, None], sigma)  # in place: the same values
-    layer = layer.masked_fill_(layer < threshold, 0.0)
+    noise = rng.normal(h, w).to(images.device)
+    # float32 draws times a float64 tensor: the product is taken in float64, as after a conversion
+    scale64 = torch.full((1, 1, 1, 1), scale, dtype=torch.float64, device=images.device)
+    layer = gaussian_blur((noise[:, None] * scale64).add_(loc), sigma)
     if mud:
         return _mud(images, layer, threshold, intensity)
-    return _water(images, layer, intensity)
+    return _water(images, layer, threshold, intensity)
 
 
 def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, float, float, int], ...],
@@ -97,10 +98,9 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
         return Distortion.per_sample([row[column] for row in table], rows, like)
 
     which = Distortion.severity_index(severities, images.device)
-    noise = rng.normal(h, w).to(images.device, torch.float64)
-    field = noise[:, None].mul_(each(1)).add_(each(0))  # in place: the same values
+    noise = rng.normal(h, w).to(images.device)
+    field = (noise[:, None] * each(1)).add_(each(0))  # float32 times float64: a float64 product
     layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)
-    layer = layer.masked_fill_(layer < each(3), 0.0)
     mud = torch.tensor([row[5] for row in table])[severities - 1].bool()
     out = torch.empty_like(images) if bool(mud.any()) and not bool(mud.all()) else None
     for is_mud in (False, True):
@@ -113,7 +113,7 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
             intensities = tuple(row[4] for row in table)
             result = _mud(x, field_part, each(3, part), intensities, which.index_select(0, index))
         else:
-            result = _water(x, field_part, each(4, part, images))
+            result = _water(x, field_part, each(3, part), each(4, part, images))
         if out is None:
             return result
         out.index_copy_(0, index, result)
@@ -132,10 +132,13 @@ def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Ten
     return (images * (1 - m) + colour * m).clamp_(0.0, 1.0)
 
 
-def _water(images: torch.Tensor, layer: torch.Tensor, intensity: float | torch.Tensor) -> torch.Tensor:
-    """Embossed pale-turquoise droplets: the reference's Canny / distance / equalise / emboss chain."""
+def _water(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Tensor,
+           intensity: float | torch.Tensor) -> torch.Tensor:
+    """Embossed pale-turquoise droplets where the blurred field reaches ``threshold``: the
+    reference's Canny / distance / equalise / emboss chain."""
     if native.takes(images) and layer.dtype == torch.float64:  # the same steps, an image at a time in C
-        return native.spatter_water(images, layer, intensity, _WATER)
+        return native.spatter_water(images, layer, threshold, intensity, _WATER)
+    layer = torch.where(layer < threshold, 0.0, layer)
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
     dist = _truncated_distance(_canny(level, 50, 150))
     dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)

@@ -1087,7 +1087,7 @@ static void chamfer_distance(const int32_t *restrict state, float *restrict fram
 }
 
 /* _spatter._water for images [begin, end) of 3 planes of h x w float32 values, from each image's
- * thresholded float64 field (one plane): the uint8 levels (field * 255 rounded down, clamped to
+ * float64 field (one plane, 0 below threshold[b]): the uint8 levels (field * 255 rounded down, clamped to
  * 0..255), then OpenCV's chain from them to the droplet map: Canny (3x3 Sobel with replicated
  * borders, L1 magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150, hysteresis through
  * 8-connected weak pixels), the 5x5 chamfer distance to the edges truncated at 20 (OpenCV's two
@@ -1096,8 +1096,9 @@ static void chamfer_distance(const int32_t *restrict state, float *restrict fram
  * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; then the blend: m = level *
  * droplet, divided by its peak (at least 1; m = 0 where the peak is 0), times intensity[b], and
  * out = clamp(x + m * colour[k], 0, 1) on each plane k, in _water's float32 order. */
-void robench_spatter_water(const double *layers, const float *images, float *out, const float *intensity,
-                           const float *colour, int64_t begin, int64_t end, int64_t h, int64_t w) {
+void robench_spatter_water(const double *layers, const float *images, float *out, const double *threshold,
+                           const float *intensity, const float *colour, int64_t begin, int64_t end, int64_t h,
+                           int64_t w) {
     const int64_t n = h * w, pw = w + 2;
     int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 4 * n) * sizeof(int32_t));
     double *sums = malloc((size_t)(2 * n) * sizeof(double));
@@ -1113,9 +1114,9 @@ void robench_spatter_water(const double *layers, const float *images, float *out
     for (int64_t i = 0; i < w + 2; ++i) rx[i] = reflect101(i - 1, w);
     for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = 0; /* a zero frame: outside counts 0 */
     for (int64_t b = begin; b < end; ++b) {
-        const double *field = layers + b * n;
-        for (int64_t i = 0; i < n; ++i) { /* astype(uint8), saturating */
-            const double value = floor(field[i] * 255.0);
+        const double *field = layers + b * n, cut = threshold[b];
+        for (int64_t i = 0; i < n; ++i) { /* 0 below the threshold, then astype(uint8), saturating */
+            const double value = field[i] < cut ? 0.0 : floor(field[i] * 255.0);
             levels[i] = (float)(value < 0.0 ? 0.0 : (value > 255.0 ? 255.0 : value));
         }
         for (int64_t y = 0; y < h + 2; ++y) { /* levels with replicated borders */
