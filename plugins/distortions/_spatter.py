@@ -77,10 +77,9 @@ def spatter(
     loc, scale, sigma, threshold, intensity, mud = params
     h, w = images.shape[-2:]
     # float64 like the reference: the field is later cut at a threshold and cast to uint8 levels.
-    noise = rng.normal(h, w).to(images.device)
     # float32 draws times a float64 tensor: the product is taken in float64, as after a conversion
     scale64 = torch.full((1, 1, 1, 1), scale, dtype=torch.float64, device=images.device)
-    layer = gaussian_blur((noise[:, None] * scale64).add_(loc), sigma)
+    layer = gaussian_blur((rng.normal(h, w).to(images.device)[:, None] * scale64).add_(loc), sigma)
     if mud:
         return _mud(images, layer, threshold, intensity)
     return _water(images, layer, threshold, intensity)
@@ -98,9 +97,9 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
         return Distortion.per_sample([row[column] for row in table], rows, like)
 
     which = Distortion.severity_index(severities, images.device)
-    noise = rng.normal(h, w).to(images.device)
-    field = (noise[:, None] * each(1)).add_(each(0))  # float32 times float64: a float64 product
+    field = (rng.normal(h, w).to(images.device)[:, None] * each(1)).add_(each(0))  # a float64 product
     layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)
+    del field  # batch-sized: freed before the corruption's own buffers are taken
     mud = torch.tensor([row[5] for row in table])[severities - 1].bool()
     out = torch.empty_like(images) if bool(mud.any()) and not bool(mud.all()) else None
     for is_mud in (False, True):
