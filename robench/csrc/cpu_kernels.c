@@ -1152,8 +1152,10 @@ void robench_spatter_water(const double *layers, const float *images, float *out
             }
         }
         int64_t top = 0;
-        for (int64_t k = 0; k < n; ++k)
-            if (state[k] == 2) stack[top++] = (int32_t)k;
+        for (int64_t k = 0; k < n; ++k) { /* the edges, compacted without a branch */
+            stack[top] = (int32_t)k;
+            top += state[k] == 2;
+        }
         while (top > 0) { /* hysteresis: weak pixels 8-connected to an edge become edges */
             const int64_t k = stack[--top], y = k / w, i = k % w;
             for (int64_t dy = -1; dy <= 1; ++dy)
