@@ -63,6 +63,7 @@ _SIGNATURES = {
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_chamfer_distance": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_spatter_water": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
     "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
@@ -521,6 +522,19 @@ def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, 
 
     if images.numel():
         parallel(part, batch, images.numel())
+    return out
+
+
+def chamfer_distance(edges: torch.Tensor) -> torch.Tensor:
+    """The water kernel's distance step alone: cv2.distanceTransform(non-edges, DIST_L2, 5)
+    truncated at 20, float32, for bool edge masks ``(B, 1, H, W)`` (tests compare it with OpenCV;
+    :func:`spatter_water` runs it inside its loop)."""
+    edges = edges.contiguous().to(torch.uint8)
+    out = torch.empty(edges.shape, dtype=torch.float32)
+    batch, (h, w) = edges.shape[0], edges.shape[-2:]
+    function = LIBRARY.load().robench_chamfer_distance
+    if edges.numel():
+        function(edges.data_ptr(), out.data_ptr(), 0, batch, h, w)
     return out
 
 

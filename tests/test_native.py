@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -183,11 +184,11 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 
 
 @needs_compiler
-@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (64, 64), (90, 141)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (3, 3), (24, 31), (37, 47), (64, 64), (90, 141)])
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
-    blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds) and values
-    beyond 0..1, on images down to one row or column; one threshold and intensity, and one per image."""
+    blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds), values
+    beyond 0..1 and one vertical edge, on images down to one row or column; one threshold and intensity, and one per image."""
     h, w = shape
     generator = torch.Generator().manual_seed(h * 100 + w)
     noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
@@ -197,7 +198,11 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
     # levels 0, 25, 50, 75: gradient magnitudes are multiples of 25, often exactly 50 or 150
     steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 0.5).double() / 255
     wide = noise * 1.6 - 0.3  # levels clamped at both ends
-    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide])
+    # a vertical edge where the last quarter of a row starts: the distance along the row carries
+    # from one of the C kernel's four stretches into the next and into the row's remainder
+    cliff = torch.zeros(1, 1, h, w, dtype=torch.float64)
+    cliff[..., 3 * (w // 4) :] = 0.9  # wet on the right, where the carried distances land
+    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide, cliff])
     images = torch.rand(layer.shape[0], 3, h, w, generator=generator)
     each = torch.linspace(0.3, 1.5, layer.shape[0]).view(-1, 1, 1, 1)  # per image, as spatter_each
     cuts = torch.linspace(0.0, 0.6, layer.shape[0], dtype=torch.float64).view(-1, 1, 1, 1)
@@ -206,6 +211,33 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
         return [_spatter._water(images, layer, 0.3, 0.6), _spatter._water(images, layer, cuts, each)]
 
     _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(5, 7), (23, 31), (29, 35), (37, 47), (40, 64), (61, 141)])
+def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
+    """The C distance (two raster passes, the step along a row as four stretches and their carries)
+    bit for bit cv2.distanceTransform(DIST_L2, 5) truncated at 20: random edges, a vertical line
+    at each stretch boundary and one pixel before it (carries across a whole stretch and into the
+    row's remainder), edges on the borders, none."""
+    import cv2
+
+    h, w = shape
+    generator = torch.Generator().manual_seed(h * 1000 + w)
+    masks = [torch.rand(h, w, generator=generator) > p for p in (0.99, 0.9, 0.6)]
+    quarter = w // 4
+    for column in sorted({max(0, k * quarter + d) for k in range(4) for d in (-1, 0)} | {w - 1}):
+        line = torch.zeros(h, w, dtype=torch.bool)
+        line[:, min(column, w - 1)] = True
+        masks.append(line)
+    frame = torch.zeros(h, w, dtype=torch.bool)
+    frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
+    masks += [frame, torch.zeros(h, w, dtype=torch.bool)]
+    edges = torch.stack(masks)[:, None]
+    ours = native.chamfer_distance(edges)
+    for mask, distance in zip(edges[:, 0].numpy(), ours[:, 0]):
+        expected = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
+        assert torch.equal(distance, torch.from_numpy(np.minimum(expected, 20.0)))
 
 
 @needs_compiler

@@ -1039,11 +1039,45 @@ static void sobel_row(const int32_t *restrict up, const int32_t *restrict mid, c
     }
 }
 
+/* The step along the row of a chamfer raster pass: r[k * step] = min(r[k * step], r[(k - 1) *
+ * step] + 1) for k = 1 .. n - 1, in that order, in float32. Four stretches of the row run side by
+ * side, each from its own first value (four independent chains instead of one); then each stretch
+ * takes the carry from the one before it, up to the first value the carry does not lower: within
+ * a stretch each value is at most its predecessor + 1, so the carry (growing by 1, rounded the
+ * same way) lowers none after that. */
+static void row_chain(float *r, int64_t n, int64_t step) {
+#define NEARER(v, u) ((u) < (v) ? (u) : (v))
+    const int64_t q = n / 4;
+    if (q < 8) {
+        for (int64_t k = 1; k < n; ++k) r[k * step] = NEARER(r[k * step], r[(k - 1) * step] + 1.0f);
+        return;
+    }
+    float *s0 = r, *s1 = r + q * step, *s2 = r + 2 * q * step, *s3 = r + 3 * q * step;
+    float p0 = s0[0], p1 = s1[0], p2 = s2[0], p3 = s3[0];
+    for (int64_t k = 1; k < q; ++k) {
+        const int64_t o = k * step;
+        p0 = s0[o] = NEARER(s0[o], p0 + 1.0f);
+        p1 = s1[o] = NEARER(s1[o], p1 + 1.0f);
+        p2 = s2[o] = NEARER(s2[o], p2 + 1.0f);
+        p3 = s3[o] = NEARER(s3[o], p3 + 1.0f);
+    }
+    for (int64_t k = 4 * q; k < n; ++k) p3 = r[k * step] = NEARER(r[k * step], p3 + 1.0f);
+    for (int64_t start = q; start < 4 * q; start += q) {
+        float carry = r[(start - 1) * step];
+        for (int64_t k = start; k < n; ++k) {
+            carry += 1.0f;
+            if (!(carry < r[k * step])) break;
+            r[k * step] = carry;
+        }
+    }
+#undef NEARER
+}
+
 /* cv2.distanceTransform(non-edges, DIST_L2, 5) truncated at 20, from `state` (2: edge), as OpenCV
  * computes it and _spatter._chamfer_table reproduces for one edge: a forward then a backward
  * raster pass of float32 sums of the step lengths 1, 1.4 and 2.1969 over `frame` [(h + 4) x
  * (w + 4)], whose 2-px border never updates. Each row's steps from the rows before it are taken
- * for all its pixels at once; only the step along the row runs pixel by pixel. */
+ * for all its pixels at once, then the step along the row (row_chain). */
 static void chamfer_distance(const int32_t *restrict state, float *restrict frame, float *restrict dist, int64_t h,
                              int64_t w) {
     const int64_t pw = w + 4;
@@ -1064,8 +1098,7 @@ static void chamfer_distance(const int32_t *restrict state, float *restrict fram
             v = NEARER(v, r1[i + 1] + b);
             r0[i] = NEARER(v, r1[i + 2] + c);
         }
-        for (int64_t i = 1; i < w; ++i) /* rarely nearer: a branch keeps pixels independent */
-            if (__builtin_expect(r0[i - 1] + a < r0[i], 0)) r0[i] = r0[i - 1] + a;
+        row_chain(r0, w, 1);
     }
     for (int64_t y = h - 1; y >= 0; --y) { /* backward: from rows y + 1, y + 2 and the pixel on the right */
         float *r0 = frame + (y + 2) * pw + 2;
@@ -1079,11 +1112,26 @@ static void chamfer_distance(const int32_t *restrict state, float *restrict fram
             v = NEARER(v, r1[i - 1] + b);
             r0[i] = NEARER(v, r1[i - 2] + c);
         }
-        for (int64_t i = w - 2; i >= 0; --i)
-            if (__builtin_expect(r0[i + 1] + a < r0[i], 0)) r0[i] = r0[i + 1] + a;
+        row_chain(r0 + w - 1, w, -1);
         for (int64_t i = 0; i < w; ++i) dist[y * w + i] = NEARER(20.0f, r0[i]);
     }
 #undef NEARER
+}
+
+/* The water's distance step alone, for edge masks [begin, end) of h x w bytes (nonzero: edge):
+ * what chamfer_distance gives the water kernel (robench.native.chamfer_distance; tests compare it
+ * with OpenCV). */
+void robench_chamfer_distance(const uint8_t *edges, float *out, int64_t begin, int64_t end, int64_t h, int64_t w) {
+    const int64_t n = h * w;
+    int32_t *state = malloc((size_t)n * sizeof(int32_t));
+    float *frame = malloc((size_t)((h + 4) * (w + 4)) * sizeof(float));
+    if (state == NULL || frame == NULL) abort();
+    for (int64_t b = begin; b < end; ++b) {
+        for (int64_t i = 0; i < n; ++i) state[i] = edges[b * n + i] ? 2 : 0;
+        chamfer_distance(state, frame, out + b * n, h, w);
+    }
+    free(state);
+    free(frame);
 }
 
 /* _spatter._water for images [begin, end) of 3 planes of h x w float32 values, from each image's
