@@ -63,6 +63,7 @@ _SIGNATURES = {
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),
     "robench_snow": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_affine_f64": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_chamfer_distance": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_spatter_water": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
@@ -522,6 +523,24 @@ def snow(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor, 
 
     if images.numel():
         parallel(part, batch, images.numel())
+    return out
+
+
+def affine_f64(x: torch.Tensor, scale: float | torch.Tensor, loc: float | torch.Tensor) -> torch.Tensor:
+    """``x * scale + loc`` in float64 for float32 ``x`` ``(B, ...)`` on the CPU, ``scale`` and ``loc``
+    scalars or per sample: torch's promoted product then sum, in one pass."""
+    x = x.contiguous()
+    out = torch.empty(x.shape, dtype=torch.float64)
+    batch = x.shape[0]
+    factor, offset = _per_sample(scale, batch), _per_sample(loc, batch)
+    plane = x[0].numel() if batch else 0
+    function = LIBRARY.load().robench_affine_f64
+
+    def part(begin: int, end: int) -> None:
+        function(x.data_ptr(), out.data_ptr(), factor.data_ptr(), offset.data_ptr(), begin, end, plane)
+
+    if x.numel():
+        parallel(part, batch, x.numel() * 3)
     return out
 
 

@@ -214,6 +214,22 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
 
 
 @needs_compiler
+def test_spatters_field_equals_torchs_promoted_product_and_sum(monkeypatch) -> None:
+    """float32 draws * float64 scale + loc, as torch computes them (the reference's field, before a
+    threshold and a floor that would hide a last-bit difference), for scalars and per-image values."""
+    noise = torch.randn(3, 17, 29, generator=torch.Generator().manual_seed(4)) * 3
+    scales = torch.tensor([0.3, 0.1, 0.4], dtype=torch.float64).view(-1, 1, 1, 1)
+    locs = torch.tensor([0.65, 0.62, 0.67], dtype=torch.float64).view(-1, 1, 1, 1)
+
+    def make() -> list[torch.Tensor]:
+        return [_spatter._field(noise, 0.3, 0.65), _spatter._field(noise, scales, locs)]
+
+    compiled, plain = _both_paths(monkeypatch, make)
+    _same(compiled, plain)
+    assert plain[0].dtype == torch.float64 and torch.equal(plain[1], noise.double()[:, None] * scales + locs)
+
+
+@needs_compiler
 @pytest.mark.parametrize("shape", [(5, 7), (23, 31), (29, 35), (37, 47), (40, 64), (61, 141)])
 def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
     """The C distance (two raster passes, the step along a row as four stretches and their carries)
@@ -279,7 +295,7 @@ def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> N
 def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
     monkeypatch.setattr(host_memory, "_applied", None)  # the allocator as the OS has it
     registry = Registry(entry_points=False)
-    for name in IN_C + SUMMED_IN_C:
+    for name in IN_C + PARTLY_IN_C + SUMMED_IN_C:
         assert registry.get("distortion", name)().cpu_chunk_values is None
     assert registry.get("distortion", "zoom_blur")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
     monkeypatch.setenv("ROBENCH_FUSED", "0")

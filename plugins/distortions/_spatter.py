@@ -76,10 +76,7 @@ def spatter(
     """
     loc, scale, sigma, threshold, intensity, mud = params
     h, w = images.shape[-2:]
-    # float64 like the reference: the field is later cut at a threshold and cast to uint8 levels.
-    # float32 draws times a float64 tensor: the product is taken in float64, as after a conversion
-    scale64 = torch.full((1, 1, 1, 1), scale, dtype=torch.float64, device=images.device)
-    layer = gaussian_blur((rng.normal(h, w).to(images.device)[:, None] * scale64).add_(loc), sigma)
+    layer = gaussian_blur(_field(rng.normal(h, w).to(images.device), scale, loc), sigma)
     if mud:
         return _mud(images, layer, threshold, intensity)
     return _water(images, layer, threshold, intensity)
@@ -97,7 +94,7 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
         return Distortion.per_sample([row[column] for row in table], rows, like)
 
     which = Distortion.severity_index(severities, images.device)
-    field = (rng.normal(h, w).to(images.device)[:, None] * each(1)).add_(each(0))  # a float64 product
+    field = _field(rng.normal(h, w).to(images.device), each(1), each(0))
     layer = gaussian_blur_each(field, tuple(row[2] for row in table), which)
     del field  # batch-sized: freed before the corruption's own buffers are taken
     mud = torch.tensor([row[5] for row in table])[severities - 1].bool()
@@ -117,6 +114,17 @@ def spatter_each(images: torch.Tensor, table: tuple[tuple[float, float, float, f
             return result
         out.index_copy_(0, index, result)
     return out
+
+
+def _field(noise: torch.Tensor, scale: float | torch.Tensor, loc: float | torch.Tensor) -> torch.Tensor:
+    """The unblurred field ``noise * scale + loc``, ``(B, 1, H, W)`` float64 like the reference's
+    (it is later cut at a threshold and cast to uint8 levels), from float32 draws ``(B, H, W)``;
+    ``scale`` and ``loc``: scalars or ``(B, 1, 1, 1)``."""
+    if native.takes(noise):  # one pass in C
+        return native.affine_f64(noise, scale, loc)[:, None]
+    # a float32 tensor times a float64 one (not a 0-dim one): the product is taken in float64
+    scale = torch.as_tensor(scale, dtype=torch.float64, device=noise.device).reshape(-1, 1, 1, 1)
+    return (noise[:, None] * scale).add_(loc)
 
 
 def _mud(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.Tensor,

@@ -1118,6 +1118,18 @@ static void chamfer_distance(const int32_t *restrict state, float *restrict fram
 #undef NEARER
 }
 
+/* out = (double)x * scale[b] + loc[b] for images [begin, end) of `plane` float32 values: spatter's
+ * float64 field from its float32 draws, as torch's promoted product and sum (two roundings). */
+void robench_affine_f64(const float *x, double *out, const double *scale, const double *loc, int64_t begin,
+                        int64_t end, int64_t plane) {
+    for (int64_t b = begin; b < end; ++b) {
+        const float *restrict source = x + b * plane;
+        double *restrict target = out + b * plane;
+        const double factor = scale[b], offset = loc[b];
+        for (int64_t i = 0; i < plane; ++i) target[i] = (double)source[i] * factor + offset;
+    }
+}
+
 /* The water's distance step alone, for edge masks [begin, end) of h x w bytes (nonzero: edge):
  * what chamfer_distance gives the water kernel (robench.native.chamfer_distance; tests compare it
  * with OpenCV). */
