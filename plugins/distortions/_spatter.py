@@ -122,8 +122,8 @@ def _field(noise: torch.Tensor, scale: float | torch.Tensor, loc: float | torch.
     ``scale`` and ``loc``: scalars or ``(B, 1, 1, 1)``."""
     if native.takes(noise):  # one pass in C
         return native.affine_f64(noise, scale, loc)[:, None]
-    # a float32 tensor times a float64 one (not a 0-dim one): the product is taken in float64
-    scale = torch.as_tensor(scale, dtype=torch.float64, device=noise.device).reshape(-1, 1, 1, 1)
+    if not isinstance(scale, torch.Tensor):  # a float32 tensor times a float64 one of 4 dims: a float64 product
+        scale = torch.full((1, 1, 1, 1), scale, dtype=torch.float64, device=noise.device)
     return (noise[:, None] * scale).add_(loc)
 
 
