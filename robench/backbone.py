@@ -120,7 +120,7 @@ def cls_embedding(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     A timm ``VisionTransformer`` in eval mode whose last block is timm's own ``Block`` runs that
     block for the first token only (its keys and values still come from every token): nothing
     else of the last block reaches the CLS output, so the result is ``forward_features`` row 0 to
-    float rounding, for about three quarters of the work on robench's 4-block default. Any other
+    float rounding, for about four fifths of the work on robench's 4-block default. Any other
     model runs ``forward_features`` whole.
     """
     if not _first_row_suffices(model):

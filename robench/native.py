@@ -561,9 +561,10 @@ def spatter_water(images: torch.Tensor, layer: torch.Tensor, threshold: float | 
                   intensity: float | torch.Tensor, colour: tuple[float, float, float]) -> torch.Tensor:
     """``_spatter._water`` on the CPU: float32 ``(B, 3, H, W)`` images, each one's float64 field
     ``(B, 1, H, W)``, the threshold below which it counts 0 and the intensity (each a scalar or per
-    sample) and the RGB colour: the uint8 levels, Canny, the truncated chamfer distance (OpenCV's two raster passes, where the
-    torch path takes the minimum over row offsets: the same float32 values), blur, histogram
-    equalisation, emboss, blur and the blend, as its torch path computes them."""
+    sample) and the RGB colour: the uint8 levels, Canny, the truncated chamfer distance (OpenCV's
+    two raster passes, where the torch path takes the minimum over row offsets: the same float32
+    values), blur, histogram equalisation, emboss, blur and the blend, as its torch path computes
+    them."""
     images, layer = images.contiguous(), layer.contiguous()
     out = torch.empty_like(images)
     batch, (h, w) = images.shape[0], images.shape[-2:]

@@ -1147,13 +1147,13 @@ void robench_chamfer_distance(const uint8_t *edges, float *out, int64_t begin, i
 }
 
 /* _spatter._water for images [begin, end) of 3 planes of h x w float32 values, from each image's
- * float64 field (one plane, 0 below threshold[b]): the uint8 levels (field * 255 rounded down, clamped to
- * 0..255), then OpenCV's chain from them to the droplet map: Canny (3x3 Sobel with replicated
- * borders, L1 magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150, hysteresis through
- * 8-connected weak pixels), the 5x5 chamfer distance to the edges truncated at 20 (OpenCV's two
- * raster passes, chamfer_distance: the values _truncated_distance takes from its tabulated
- * lengths), cv2.blur and the uint8 cast, equalizeHist on 0..20, the
- * emboss filter clamped to 0..255, and cv2.blur's rounded uint8 mean; then the blend: m = level *
+ * float64 field (one plane, 0 below threshold[b]): the uint8 levels (field * 255 rounded down,
+ * clamped to 0..255), then OpenCV's chain from them to the droplet map: Canny (3x3 Sobel with
+ * replicated borders, L1 magnitude, OpenCV's non-maximum suppression, thresholds 50 / 150,
+ * hysteresis through 8-connected weak pixels), the 5x5 chamfer distance to the edges truncated at
+ * 20 (OpenCV's two raster passes, chamfer_distance: the values _truncated_distance takes from its
+ * tabulated lengths), cv2.blur and the uint8 cast, equalizeHist on 0..20, the emboss filter
+ * clamped to 0..255, and cv2.blur's rounded uint8 mean; then the blend: m = level *
  * droplet, divided by its peak (at least 1; m = 0 where the peak is 0), times intensity[b], and
  * out = clamp(x + m * colour[k], 0, 1) on each plane k, in _water's float32 order. */
 void robench_spatter_water(const double *layers, const float *images, float *out, const double *threshold,
