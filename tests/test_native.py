@@ -27,7 +27,7 @@ needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler
 # whole distortions in C on the CPU
 IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
         "brightness", "saturate", "contrast", "fog", "frost")
-PARTLY_IN_C = ("spatter",)  # its water's Canny, distance, equalisation and filters
+PARTLY_IN_C = ("spatter",)  # its field, blur and water (its mud's blend is torch)
 # the reference's direct sums in C where the torch paths multiply matrices or use an FFT: float32 rounding apart
 SUMMED_IN_C = ("motion_blur", "gaussian_blur", "defocus_blur")
 
@@ -188,7 +188,8 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
     blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds), values
-    beyond 0..1 and one vertical edge, on images down to one row or column; one threshold and intensity, and one per image."""
+    beyond 0..1 and one vertical edge, on images down to one row or column; one threshold and
+    intensity, and one per image."""
     h, w = shape
     generator = torch.Generator().manual_seed(h * 100 + w)
     noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
@@ -198,8 +199,8 @@ def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tupl
     # levels 0, 25, 50, 75: gradient magnitudes are multiples of 25, often exactly 50 or 150
     steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 0.5).double() / 255
     wide = noise * 1.6 - 0.3  # levels clamped at both ends
-    # a vertical edge where the last quarter of a row starts: the distance along the row carries
-    # from one of the C kernel's four stretches into the next and into the row's remainder
+    # a vertical edge where a row's last quarter starts, where the C distance's stretches meet
+    # (test_the_water_kernels_distance_is_opencvs checks their carries value for value)
     cliff = torch.zeros(1, 1, h, w, dtype=torch.float64)
     cliff[..., 3 * (w // 4) :] = 0.9  # wet on the right, where the carried distances land
     layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide, cliff])
@@ -244,7 +245,7 @@ def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
     quarter = w // 4
     for column in sorted({max(0, k * quarter + d) for k in range(4) for d in (-1, 0)} | {w - 1}):
         line = torch.zeros(h, w, dtype=torch.bool)
-        line[:, min(column, w - 1)] = True
+        line[:, column] = True
         masks.append(line)
     frame = torch.zeros(h, w, dtype=torch.bool)
     frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
