@@ -1039,6 +1039,8 @@ static void sobel_row(const int32_t *restrict up, const int32_t *restrict mid, c
     }
 }
 
+static inline float nearer(float v, float u) { return u < v ? u : v; }
+
 /* The step along the row of a chamfer raster pass: r[k * step] = min(r[k * step], r[(k - 1) *
  * step] + 1) for k = 1 .. n - 1, in that order, in float32. Four stretches of the row run side by
  * side, each from its own first value (four independent chains instead of one); then each stretch
@@ -1046,22 +1048,21 @@ static void sobel_row(const int32_t *restrict up, const int32_t *restrict mid, c
  * a stretch each value is at most its predecessor + 1, so the carry (growing by 1, rounded the
  * same way) lowers none after that. */
 static void row_chain(float *r, int64_t n, int64_t step) {
-#define NEARER(v, u) ((u) < (v) ? (u) : (v))
     const int64_t q = n / 4;
     if (q < 8) {
-        for (int64_t k = 1; k < n; ++k) r[k * step] = NEARER(r[k * step], r[(k - 1) * step] + 1.0f);
+        for (int64_t k = 1; k < n; ++k) r[k * step] = nearer(r[k * step], r[(k - 1) * step] + 1.0f);
         return;
     }
     float *s0 = r, *s1 = r + q * step, *s2 = r + 2 * q * step, *s3 = r + 3 * q * step;
     float p0 = s0[0], p1 = s1[0], p2 = s2[0], p3 = s3[0];
     for (int64_t k = 1; k < q; ++k) {
         const int64_t o = k * step;
-        p0 = s0[o] = NEARER(s0[o], p0 + 1.0f);
-        p1 = s1[o] = NEARER(s1[o], p1 + 1.0f);
-        p2 = s2[o] = NEARER(s2[o], p2 + 1.0f);
-        p3 = s3[o] = NEARER(s3[o], p3 + 1.0f);
+        p0 = s0[o] = nearer(s0[o], p0 + 1.0f);
+        p1 = s1[o] = nearer(s1[o], p1 + 1.0f);
+        p2 = s2[o] = nearer(s2[o], p2 + 1.0f);
+        p3 = s3[o] = nearer(s3[o], p3 + 1.0f);
     }
-    for (int64_t k = 4 * q; k < n; ++k) p3 = r[k * step] = NEARER(r[k * step], p3 + 1.0f);
+    for (int64_t k = 4 * q; k < n; ++k) p3 = r[k * step] = nearer(r[k * step], p3 + 1.0f);
     for (int64_t start = q; start < 4 * q; start += q) {
         float carry = r[(start - 1) * step];
         for (int64_t k = start; k < n; ++k) {
@@ -1070,52 +1071,46 @@ static void row_chain(float *r, int64_t n, int64_t step) {
             r[k * step] = carry;
         }
     }
-#undef NEARER
+}
+
+/* The steps of a chamfer raster pass into row r0 from the two rows before it in the pass's order
+ * (r1 next to r0, r2 beyond), for all w pixels at once. The 5x5 mask's steps from those rows are
+ * the same column offsets in either direction, so one loop serves both passes. */
+static void steps_from_rows(float *restrict r0, const float *r1, const float *r2, int64_t w) {
+    const float a = 1.0f, b = 1.4f, c = 2.1969f;
+    for (int64_t i = 0; i < w; ++i) {
+        float v = nearer(r0[i], r2[i - 1] + c);
+        v = nearer(v, r2[i + 1] + c);
+        v = nearer(v, r1[i - 2] + c);
+        v = nearer(v, r1[i - 1] + b);
+        v = nearer(v, r1[i] + a);
+        v = nearer(v, r1[i + 1] + b);
+        r0[i] = nearer(v, r1[i + 2] + c);
+    }
 }
 
 /* cv2.distanceTransform(non-edges, DIST_L2, 5) truncated at 20, from `state` (2: edge), as OpenCV
  * computes it and _spatter._chamfer_table reproduces for one edge: a forward then a backward
  * raster pass of float32 sums of the step lengths 1, 1.4 and 2.1969 over `frame` [(h + 4) x
  * (w + 4)], whose 2-px border never updates. Each row's steps from the rows before it are taken
- * for all its pixels at once, then the step along the row (row_chain). */
+ * for all its pixels at once (steps_from_rows), then the step along the row (row_chain). */
 static void chamfer_distance(const int32_t *restrict state, float *restrict frame, float *restrict dist, int64_t h,
                              int64_t w) {
     const int64_t pw = w + 4;
-    const float a = 1.0f, b = 1.4f, c = 2.1969f;
     for (int64_t i = 0; i < (h + 4) * pw; ++i) frame[i] = INFINITY;
     for (int64_t y = 0; y < h; ++y)
         for (int64_t i = 0; i < w; ++i) frame[(y + 2) * pw + 2 + i] = state[y * w + i] == 2 ? 0.0f : INFINITY;
-#define NEARER(v, u) ((u) < (v) ? (u) : (v))
     for (int64_t y = 0; y < h; ++y) { /* forward: from rows y - 1, y - 2 and the pixel on the left */
         float *r0 = frame + (y + 2) * pw + 2;
-        const float *r1 = r0 - pw, *r2 = r1 - pw;
-        for (int64_t i = 0; i < w; ++i) {
-            float v = NEARER(r0[i], r2[i - 1] + c);
-            v = NEARER(v, r2[i + 1] + c);
-            v = NEARER(v, r1[i - 2] + c);
-            v = NEARER(v, r1[i - 1] + b);
-            v = NEARER(v, r1[i] + a);
-            v = NEARER(v, r1[i + 1] + b);
-            r0[i] = NEARER(v, r1[i + 2] + c);
-        }
+        steps_from_rows(r0, r0 - pw, r0 - 2 * pw, w);
         row_chain(r0, w, 1);
     }
     for (int64_t y = h - 1; y >= 0; --y) { /* backward: from rows y + 1, y + 2 and the pixel on the right */
         float *r0 = frame + (y + 2) * pw + 2;
-        const float *r1 = r0 + pw, *r2 = r1 + pw;
-        for (int64_t i = 0; i < w; ++i) {
-            float v = NEARER(r0[i], r2[i + 1] + c);
-            v = NEARER(v, r2[i - 1] + c);
-            v = NEARER(v, r1[i + 2] + c);
-            v = NEARER(v, r1[i + 1] + b);
-            v = NEARER(v, r1[i] + a);
-            v = NEARER(v, r1[i - 1] + b);
-            r0[i] = NEARER(v, r1[i - 2] + c);
-        }
+        steps_from_rows(r0, r0 + pw, r0 + 2 * pw, w);
         row_chain(r0 + w - 1, w, -1);
-        for (int64_t i = 0; i < w; ++i) dist[y * w + i] = NEARER(20.0f, r0[i]);
+        for (int64_t i = 0; i < w; ++i) dist[y * w + i] = nearer(20.0f, r0[i]);
     }
-#undef NEARER
 }
 
 /* out = (double)x * scale[b] + loc[b] for images [begin, end) of `plane` float32 values: spatter's
