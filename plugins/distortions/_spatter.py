@@ -5,7 +5,9 @@ A faithful port of ``imagecorruptions`` 1.1.2's ``spatter``: a thresholded, blur
 is either water (pale-turquoise embossed droplets, built from Canny edges and a distance
 transform, as OpenCV computes them) or mud (opaque brown blobs). Everything runs on whole
 batches on the images' device; the only Python loops are over stencil offsets and hysteresis
-rounds, never over images.
+rounds, never over images. On the CPU the water steps run in C (``native.spatter_water``); on a
+GPU, from Canny on, in the fused kernels of :mod:`._spatter_fused` (the torch path below stays
+the reference and the fallback).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from robench import native
 from robench.api import Distortion, to_device
 from robench.rng import BatchRNG
+from robench_plugins.distortions import _spatter_fused
 from robench_plugins.distortions._device import constant
 from robench_plugins.distortions._filters import correlate, gaussian_blur, gaussian_blur_each, pad
 
@@ -148,6 +151,10 @@ def _water(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.T
     layer = torch.where(layer < threshold, 0.0, layer)
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
     dist = _truncated_distance(_canny(level, 50, 150))
+    colour = constant(_WATER, images.device, images.dtype)
+    finished = _spatter_fused.water_finish(dist, level, images, intensity, colour)
+    if finished is not None:  # a GPU's kernels for the rest
+        return finished
     dist = (_box_sum3(dist.double()) * (1 / 9)).float().floor_()  # cv2.blur on float32, astype(uint8)
     dist = _equalize_hist(dist, _MAX_DIST)
     emboss = constant(_EMBOSS, dist.device, dist.dtype)  # cv2.filter2D correlates: no flip
@@ -157,8 +164,7 @@ def _water(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.T
     peak = m.amax(dim=(2, 3), keepdim=True)
     # The reference divides by the peak unguarded; no liquid at all means no spatter here.
     m = torch.where(peak > 0, m / peak.clamp_min(1), 0.0) * intensity
-    colour = constant(_WATER, images.device, images.dtype).view(1, 3, 1, 1)
-    return (images + m * colour).clamp_(0.0, 1.0)
+    return (images + m * colour.view(1, 3, 1, 1)).clamp_(0.0, 1.0)
 
 
 def _box_sum3(x: torch.Tensor) -> torch.Tensor:
@@ -172,8 +178,15 @@ def _canny(level: torch.Tensor, low: int, high: int) -> torch.Tensor:
     """cv2.Canny(level, low, high) on integer-valued ``(B, 1, H, W)``: edge mask.
 
     3x3 Sobel gradients (border replicate, as OpenCV), L1 magnitude, OpenCV's non-maximum
-    suppression, then hysteresis; magnitudes must exceed ``low`` / ``high`` strictly.
+    suppression, then hysteresis; magnitudes must exceed ``low`` / ``high`` strictly. On a GPU
+    fused kernels (:mod:`._spatter_fused`) take both parts where they can.
     """
+    codes = _spatter_fused.canny_codes(level, low, high)
+    if codes is not None:
+        edges = _spatter_fused.hysteresis(codes)
+        if edges is not None:
+            return edges
+        return _hysteresis(codes == 2, codes > 0)
     p = pad(level, (1, 1, 1, 1), "replicate").to(torch.int32)
     # Separable 3x3 Sobel: a central difference along one axis, (1, 2, 1) smoothing along the other.
     dx, dy = p[..., 2:] - p[..., :-2], p[..., 2:, :] - p[..., :-2, :]
@@ -252,6 +265,9 @@ def _truncated_distance(edges: torch.Tensor) -> torch.Tensor:
     nearest edge on either side can be the minimum (found by running max / min of edge columns),
     and only rows within 20 px count: separable, batched, and bit-exact with OpenCV.
     """
+    fused = _spatter_fused.truncated_distance(edges, _chamfer_pairs(edges.device))
+    if fused is not None:  # a GPU's two kernels
+        return fused
     b, _, h, w = edges.shape
     rows = edges[:, 0].transpose(0, 1)  # (H, B, W): a shift by whole rows is then a flat offset
     cols = torch.arange(w, device=edges.device)
