@@ -14,7 +14,9 @@ lossy step is libjpeg's own integer arithmetic, vectorised over all images and a
 * ``h2v2_fancy_upsample`` (triangle filter with 8 / 7 biases, ``jdsample.c``) and YCbCr ->
   RGB with clamping (``jdcolor.c``).
 
-The entropy coding is lossless and skipped. CUDA batches run in one pass. On the CPU the same
+The entropy coding is lossless and skipped. CUDA batches run in one pass, the pixel steps (colour
+conversion, subsampling, the copies to and from blocks) in two fused kernels
+(:mod:`._jpeg_fused`) around the DCTs' matrix products. On the CPU the same
 integer steps run image by image in one loop in C (:mod:`robench.native`; libjpeg's own
 butterflies, equal to these matrix products), or without a C compiler in sub-batches of a few
 images, each fully vectorised, to keep the temporaries in cache.
@@ -28,6 +30,7 @@ from typing import NamedTuple
 import torch
 
 from robench import native
+from robench_plugins.distortions import _jpeg_fused
 
 # IJG standard tables (jcparam.c), row-major (natural) order.
 _LUMA = (
@@ -100,6 +103,12 @@ def _roundtrip(images: torch.Tensor, qualities: tuple[int, ...], which: torch.Te
     """:func:`jpeg_roundtrip` of one batch, written to ``out``."""
     h, w = images.shape[-2:]
     luma, chroma_codec = _codecs(qualities, images.device)
+    blocks = _jpeg_fused.encode(images)  # a GPU's kernels for the pixel steps, around the same DCTs
+    if blocks is not None:
+        batch = images.shape[0]
+        if _jpeg_fused.decode(_code_blocks(blocks[0], luma, which, batch),
+                              _code_blocks(blocks[1], chroma_codec, which, batch), out):
+            return
     rgb = images.mul(255).round_().clamp_(0, 255).to(torch.int32)
     y, chroma = _rgb_to_ycbcr(rgb)
     y = _code_plane(_replicate(y, -h % 8, -w % 8), luma, which)[..., :h, :w]
@@ -169,7 +178,13 @@ def _upsample(chroma: torch.Tensor) -> torch.Tensor:
 def _code_plane(plane: torch.Tensor, codec: _Codec, which: torch.Tensor | None = None) -> torch.Tensor:
     """Encode and decode a ``(B, ..., 8m, 8n)`` int32 plane block by block with the islow DCTs,
     image ``b`` with the tables of quality ``which[b]`` (the only quality if None)."""
-    coef = torch.addmm(codec.fdct_rows_bias, _to_blocks(plane), codec.fdct_rows).floor_()
+    return _from_blocks(_code_blocks(_to_blocks(plane), codec, which, plane.shape[0]), plane.shape)
+
+
+def _code_blocks(blocks: torch.Tensor, codec: _Codec, which: torch.Tensor | None, images: int) -> torch.Tensor:
+    """:func:`_code_plane` of float64 ``(N, 64)`` blocks, ``images`` images' worth in order:
+    the decoded samples, same layout."""
+    coef = torch.addmm(codec.fdct_rows_bias, blocks, codec.fdct_rows).floor_()
     coef = torch.addmm(codec.half, coef, codec.fdct_cols).floor_()
     # islow output is 8x the orthonormal DCT (divisor 8q); libjpeg rounds |coef| / divisor half
     # up and restores the sign, which differs from round-half-even on negative ties
@@ -177,13 +192,12 @@ def _code_plane(plane: torch.Tensor, codec: _Codec, which: torch.Tensor | None =
         levels = coef.abs().div_(codec.divisor[0]).add_(0.5).floor_().copysign_(coef)
         samples = torch.addmm(codec.half, levels, codec.idct_cols[0]).floor_()
     else:  # per image: the same exact products, batched over the images' own matrices
-        coef = coef.view(plane.shape[0], -1, 64)
+        coef = coef.view(images, -1, 64)
         levels = coef.abs().div_(codec.divisor[which][:, None]).add_(0.5).floor_().copysign_(coef)
         samples = torch.baddbmm(codec.half, levels, codec.idct_cols[which]).floor_().view(-1, 64)
     samples = torch.addmm(codec.idct_rows_bias, samples, codec.idct_rows).floor_()
     # libjpeg-turbo's SIMD IDCT saturates; the C range-limit table agrees for any realistic overshoot
-    samples.clamp_(0, 255)
-    return _from_blocks(samples, plane.shape)
+    return samples.clamp_(0, 255)
 
 
 def _to_blocks(plane: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
-"""spatter on a GPU with and without its fused water kernels, as JSON lines.
+"""Distortions on a GPU with and without their own fused kernels, as JSON lines.
 
-    python benchmarks/gpu_spatter.py [--device cuda] [--batch 256] [--sizes 224,32]
+    python benchmarks/gpu_fused.py [--device cuda] [--batch 256] [--sizes 224,32]
 
-For each size: images/s of one severity (1: water at 224 px, the ImageNet-C table) and of a
-batch of severities 1-5 mixed, with the fused kernels of ``_spatter_fused`` and with the torch
-path they replace (the other fused kernels, the random draws', stay on in both), interleaved;
-then one call under ``torch.profiler``: operators, device busy time against wall time, and the
-kernels that take most of the device's time. Test it on the CPU with
+For spatter (the kernels of ``_spatter_fused``) and jpeg_compression (``_jpeg_fused``), at each
+size: images/s of one severity (spatter's 1, water in both tables; jpeg's 3) and of a batch of
+severities 1-5 mixed, with the distortion's fused kernels and with the torch path they replace
+(other fused kernels, such as the random draws', stay on in both), interleaved; then one call
+of that severity under ``torch.profiler``: operators, device busy time against wall time, and
+the kernels that take most of the device's time. Test it on the CPU with
 ``--device cpu --batch 4 --sizes 32 --repeat 1``.
 """
 
@@ -25,46 +26,53 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).parent))  # gpu.py beside this file
 from gpu import timed  # noqa: E402
 
+from robench.fused import FusedKernel
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
-from robench_plugins.distortions import _spatter_fused
+from robench_plugins.distortions import _jpeg_fused, _spatter_fused
 
-KERNELS = (_spatter_fused.CANNY, _spatter_fused.HYSTERESIS, _spatter_fused.DISTANCE, _spatter_fused.FINISH)
+# name: (severity, its fused kernels)
+MEASURED: dict[str, tuple[int, tuple[FusedKernel, ...]]] = {
+    "spatter": (1, (_spatter_fused.CANNY, _spatter_fused.HYSTERESIS, _spatter_fused.DISTANCE, _spatter_fused.FINISH)),
+    "jpeg_compression": (3, (_jpeg_fused.ENCODE, _jpeg_fused.DECODE)),
+}
 
 
-def fused(on: bool) -> None:
-    for kernel in KERNELS:
+def fused(kernels: tuple[FusedKernel, ...], on: bool) -> None:
+    for kernel in kernels:
         if on:
             kernel.__dict__.pop("available", None)  # the class's check again
         else:
             kernel.available = lambda device: False
 
 
-def figures(spatter, device: torch.device, batch: int, size: int, repeat: int) -> None:
-    """The interleaved timings and the two profiles at one image size."""
+def figures(name: str, device: torch.device, batch: int, size: int, repeat: int) -> None:
+    """The interleaved timings and the two profiles of distortion ``name`` at one image size."""
+    distortion = Registry(entry_points=False).get("distortion", name)()
+    severity, kernels = MEASURED[name]
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     seeds = sample_seeds(0, torch.arange(batch)).to(device)
     severities = torch.arange(batch) % 5 + 1
-    calls = {"severity_1": lambda: spatter(images, 1, BatchRNG(seeds)),
-             "mixed": lambda: spatter.call_mixed(images, severities, BatchRNG(seeds))}
-    for name, call in calls.items():
-        record = {"kind": "spatter", "call": name, "size": size, "batch": batch}
+    calls = {f"severity_{severity}": lambda: distortion(images, severity, BatchRNG(seeds)),
+             "mixed": lambda: distortion.call_mixed(images, severities, BatchRNG(seeds))}
+    for call_name, call in calls.items():
+        record = {"kind": "fused_vs_torch", "name": name, "call": call_name, "size": size, "batch": batch}
         for round_ in range(2):  # interleaved: fused, torch, fused, torch
             for on in (True, False):
-                fused(on)
+                fused(kernels, on)
                 record[f"{'fused' if on else 'torch'}_images_per_s_{round_}"] = round(batch / timed(call, device, repeat))
-        fused(True)
-        record["failed"] = [k.name for k in KERNELS if k.failed]
+        fused(kernels, True)
+        record["failed"] = [k.name for k in kernels if k.failed]
         print(json.dumps(record), flush=True)
     for on in (True, False):
-        fused(on)
-        calls["severity_1"]()
+        fused(kernels, on)
+        calls[f"severity_{severity}"]()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with profile(activities=activities) as prof:
             start = time.perf_counter()
-            calls["severity_1"]()
+            calls[f"severity_{severity}"]()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             wall = time.perf_counter() - start
@@ -77,11 +85,11 @@ def figures(spatter, device: torch.device, batch: int, size: int, repeat: int) -
             elif event.cpu_parent is None and event.name.startswith("aten::"):
                 operators += 1
         top = sorted(kernels.items(), key=lambda item: -item[1][0])[:10]
-        print(json.dumps({"kind": "spatter_profile", "fused": on, "size": size, "wall_ms": round(wall * 1000, 3),
+        print(json.dumps({"kind": "profile", "name": name, "fused": on, "size": size, "wall_ms": round(wall * 1000, 3),
                           "device_busy_ms": round(sum(v[0] for v in kernels.values()), 3),
                           "top_level_operators": operators, "kernel_launches": sum(v[1] for v in kernels.values()),
                           "top": [{"kernel": k, "ms": round(v[0], 3), "calls": v[1]} for k, v in top]}), flush=True)
-    fused(True)
+    fused(kernels, True)
 
 
 def main() -> None:
@@ -90,10 +98,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--sizes", default="224,32")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--names", default=",".join(MEASURED), help=f"of {', '.join(MEASURED)}")
     args = parser.parse_args()
-    spatter = Registry(entry_points=False).get("distortion", "spatter")()
-    for size in (int(s) for s in args.sizes.split(",")):
-        figures(spatter, torch.device(args.device), args.batch, size, args.repeat)
+    for name in args.names.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            figures(name, torch.device(args.device), args.batch, size, args.repeat)
 
 
 if __name__ == "__main__":
