@@ -76,18 +76,18 @@ def figures(name: str, device: torch.device, batch: int, size: int, repeat: int)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             wall = time.perf_counter() - start
-        kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
         operators = 0
         for event in prof.events():
             if event.device_type == torch.autograd.DeviceType.CUDA:
-                kernels[event.name[:70]][0] += event.device_time_total / 1000
-                kernels[event.name[:70]][1] += 1
+                per_kernel[event.name[:70]][0] += event.device_time_total / 1000
+                per_kernel[event.name[:70]][1] += 1
             elif event.cpu_parent is None and event.name.startswith("aten::"):
                 operators += 1
-        top = sorted(kernels.items(), key=lambda item: -item[1][0])[:10]
+        top = sorted(per_kernel.items(), key=lambda item: -item[1][0])[:10]
         print(json.dumps({"kind": "profile", "name": name, "fused": on, "size": size, "wall_ms": round(wall * 1000, 3),
-                          "device_busy_ms": round(sum(v[0] for v in kernels.values()), 3),
-                          "top_level_operators": operators, "kernel_launches": sum(v[1] for v in kernels.values()),
+                          "device_busy_ms": round(sum(v[0] for v in per_kernel.values()), 3),
+                          "top_level_operators": operators, "kernel_launches": sum(v[1] for v in per_kernel.values()),
                           "top": [{"kernel": k, "ms": round(v[0], 3), "calls": v[1]} for k, v in top]}), flush=True)
     fused(kernels, True)
 

@@ -10,12 +10,12 @@ source "$(dirname "$0")/gpu_env.sh"
 timeout 100 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_fused_spatter.py \
-    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_jpeg_codec.py \
+    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py tests/plugins/distortions/test_jpeg_codec.py \
     tests/plugins/distortions/test_device_sync.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
 timeout 90 python3 benchmarks/gpu.py --only distortions 2>&1 | grep -v "^W[0-9]" | tee "$out/distortions.jsonl"
-timeout 90 python3 benchmarks/gpu_fused.py 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR" | tee "$out/fused.jsonl"
+timeout 90 python3 benchmarks/gpu_fused.py 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR\|UserWarning\|_warn_once" | tee "$out/fused.jsonl"
 timeout 120 python3 benchmarks/gpu.py --only methods --models vit_small_patch16_224 --no-compile \
     --methods finetune,asym_kd,asym_kd:teacher_cache=true:variants=1 2>&1 | grep -v "^W[0-9]" \
     | tee "$out/methods.jsonl"
-timeout 90 python3 benchmarks/gpu_profile.py --sizes 224 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR" \
+timeout 90 python3 benchmarks/gpu_profile.py --sizes 224 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR\|UserWarning\|_warn_once" \
     | tee "$out/profile.jsonl"

@@ -12,6 +12,7 @@ import torch
 
 from robench import native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
+from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
 from robench_plugins.distortions._device import WholeBatchInC, constant
 from robench_plugins.distortions._fractal import next_power_of_two, plasma_fractals
@@ -108,9 +109,61 @@ class Snow(WholeBatchInC, MixedPass):
         image_weight, lift_weight = each([p[6] for p in params]), each([1 - p[6] for p in params])
         if native.takes(images) and images.shape[1] == 3:  # the lift, blend and layers in one loop
             return native.snow(images, layer, image_weight, lift_weight)
+        blended = _snow_blend_fused(images, layer, image_weight, lift_weight)
+        if blended is not None:  # a GPU's one kernel for the same steps
+            return blended
         lifted = torch.maximum(images, grayscale(images) * 1.5 + 0.5)
         base = image_weight * images + lift_weight * lifted
         return (base + layer + layer.flip(-2, -1)).clamp_(0.0, 1.0)
+
+
+_SNOW_BLEND = FusedKernel("snow blend")
+
+
+def _snow_blend_fused(images: torch.Tensor, layer: torch.Tensor, image_weight: torch.Tensor,
+                      lift_weight: torch.Tensor) -> torch.Tensor | None:
+    """:class:`Snow`'s last steps (the lift, the blend with per-sample weights ``(B, 1, 1, 1)``,
+    the layer ``(B, 1, H, W)`` added as it is and turned by 180 degrees, clamped) in one kernel
+    on a GPU, each operation rounded as torch's separate operators round it; None where the
+    kernel is unavailable or fails."""
+    if images.dtype != torch.float32 or images.shape[1] != 3 or not _SNOW_BLEND.available(images.device):
+        return None
+    images, layer = images.contiguous(), layer.contiguous()
+    b, _, h, w = images.shape
+    weights = [weight.expand(b, 1, 1, 1).reshape(b).float().contiguous() for weight in (image_weight, lift_weight)]
+    out = torch.empty_like(images)
+    if not _SNOW_BLEND.launch(_snow_blend_kernel, b * h * w, 512, images, layer, *weights, out, b * h * w, h * w,
+                              enable_fp_fusion=False):
+        return None
+    return out
+
+
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["total", "plane"])
+    def _snow_blend_kernel(images_ptr, layer_ptr, keep_ptr, lift_ptr, out_ptr, total, plane, BLOCK: tl.constexpr):
+        """One pixel: grey = (0.299 R + 0.587 G) + 0.114 B (torch's sum over channels), the
+        lift max(value, 1.5 grey + 0.5), then keep * value + lift * lifted + flake + turned flake."""
+        lane = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = lane < total
+        image, i = lane // plane, lane % plane
+        x = images_ptr + image * 3 * plane + i
+        red = tl.load(x, mask=mask, other=0.0)
+        green = tl.load(x + plane, mask=mask, other=0.0)
+        blue = tl.load(x + 2 * plane, mask=mask, other=0.0)
+        grey = (red * 0.299 + green * 0.587) + blue * 0.114
+        lifted = grey * 1.5 + 0.5
+        flakes = tl.load(layer_ptr + image * plane + i, mask=mask, other=0.0)
+        turned = tl.load(layer_ptr + image * plane + plane - 1 - i, mask=mask, other=0.0)
+        keep = tl.load(keep_ptr + image, mask=mask, other=0.0)
+        lift = tl.load(lift_ptr + image, mask=mask, other=0.0)
+        y = out_ptr + image * 3 * plane + i
+        tl.store(y, tl.minimum(tl.maximum((keep * red + lift * tl.maximum(red, lifted) + flakes) + turned, 0.0), 1.0),
+                 mask=mask)
+        tl.store(y + plane, tl.minimum(tl.maximum((keep * green + lift * tl.maximum(green, lifted) + flakes) + turned,
+                                                  0.0), 1.0), mask=mask)
+        tl.store(y + 2 * plane, tl.minimum(tl.maximum((keep * blue + lift * tl.maximum(blue, lifted) + flakes) + turned,
+                                                      0.0), 1.0), mask=mask)
 
 
 class Frost(WholeBatchInC, Distortion):
