@@ -2,12 +2,12 @@
 
     python benchmarks/gpu_fused.py [--device cuda] [--batch 256] [--sizes 224,32]
 
-For spatter (the kernels of ``_spatter_fused``) and jpeg_compression (``_jpeg_fused``), at each
-size: images/s of one severity (spatter's 1, water in both tables; jpeg's 3) and of a batch of
-severities 1-5 mixed, with the distortion's fused kernels and with the torch path they replace
-(other fused kernels, such as the random draws', stay on in both), interleaved; then one call
-of that severity under ``torch.profiler``: operators, device busy time against wall time, and
-the kernels that take most of the device's time. Test it on the CPU with
+For spatter (the kernels of ``_spatter_fused``), jpeg_compression (``_jpeg_fused``) and snow (its
+blend), at each size: images/s of one severity (spatter's 1, water in both tables; the others' 3)
+and of a batch of severities 1-5 mixed, with the distortion's fused kernels and with the torch
+path they replace (other fused kernels, such as the random draws', stay on in both),
+interleaved; then one call of that severity under ``torch.profiler``: operators, device busy
+time against wall time, and the kernels that take most of the device's time. Test it on the CPU with
 ``--device cpu --batch 4 --sizes 32 --repeat 1``.
 """
 
@@ -29,12 +29,13 @@ from gpu import timed  # noqa: E402
 from robench.fused import FusedKernel
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
-from robench_plugins.distortions import _jpeg_fused, _spatter_fused
+from robench_plugins.distortions import _jpeg_fused, _spatter_fused, weather
 
 # name: (severity, its fused kernels)
 MEASURED: dict[str, tuple[int, tuple[FusedKernel, ...]]] = {
     "spatter": (1, (_spatter_fused.CANNY, _spatter_fused.HYSTERESIS, _spatter_fused.DISTANCE, _spatter_fused.FINISH)),
     "jpeg_compression": (3, (_jpeg_fused.ENCODE, _jpeg_fused.DECODE)),
+    "snow": (3, (weather._SNOW_BLEND,)),
 }
 
 
