@@ -11,7 +11,7 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/
     tests/plugins/distortions/test_device_sync.py tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_fused_spatter.py \
-    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
+    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py tests/plugins/distortions/test_fused_blur.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
 timeout 90 python3 benchmarks/gpu_fused.py 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR\|UserWarning\|_warn_once" | tee "$out/fused.jsonl"
 timeout 120 python3 -m robench run -q --device cuda --datasets shapes --methods none,finetune,asym_kd \
     --distortions gaussian_noise,occlusion --seeds 0 --epochs 2 --pretrain-epochs 10 --out /tmp/gpu-run 2>&1 \

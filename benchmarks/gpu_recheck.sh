@@ -10,7 +10,7 @@ source "$(dirname "$0")/gpu_env.sh"
 timeout 100 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_fused_spatter.py \
-    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py tests/plugins/distortions/test_jpeg_codec.py \
+    tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py tests/plugins/distortions/test_fused_blur.py tests/plugins/distortions/test_jpeg_codec.py \
     tests/plugins/distortions/test_device_sync.py 2>&1 | tail -25 | tee "$out/cuda-tests.txt"
 timeout 90 python3 benchmarks/gpu.py --only distortions 2>&1 | grep -v "^W[0-9]" | tee "$out/distortions.jsonl"
 timeout 90 python3 benchmarks/gpu_fused.py 2>&1 | grep -v "^W[0-9]\|USDT\|^ERROR\|UserWarning\|_warn_once" | tee "$out/fused.jsonl"

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from robench import native
+from robench.fused import FusedKernel, tl, triton
 
 
 def gaussian_kernel1d(sigma: float, truncate: float = 4.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -37,6 +38,11 @@ def gaussian_blur(
     """
     if _in_c(images):  # a direct sum in C
         return _native_blur(images.reshape(-1, *images.shape[-2:]), (sigma,), None, mode, truncate).view_as(images)
+    if _fused(images):  # the same direct sum in a GPU's kernels
+        flat = images.reshape(-1, *images.shape[-2:])
+        blurred = _fused_blur(flat, (sigma,), None, mode, truncate)
+        if blurred is not None:
+            return blurred.view_as(images)
     sigma_y, sigma_x = sigma if isinstance(sigma, tuple) else (sigma, sigma)
     h, w = images.shape[-2:]
     rows = filter_matrix(h, _gaussian_taps(sigma_y, truncate), mode, images.device, images.dtype)
@@ -57,6 +63,10 @@ def gaussian_blur_each(
     """
     if _in_c(images) and images.dim() >= 3:  # a direct sum in C
         return _native_blur(images, sigmas, which, mode, truncate)
+    if _fused(images) and images.dim() >= 3:  # the same direct sum in a GPU's kernels
+        blurred = _fused_blur(images, sigmas, which, mode, truncate)
+        if blurred is not None:
+            return blurred
     h, w = images.shape[-2:]
     rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
     batch = (images.shape[0],) + (1,) * (images.dim() - 3)
@@ -74,6 +84,93 @@ NATIVE_BLUR_MIN_WIDTH = 128
 def _in_c(images: torch.Tensor) -> bool:
     return (images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and images.dtype in (torch.float32, torch.float64)
             and images.numel() > 0 and native.available(images.device))
+
+
+def _fused(images: torch.Tensor) -> bool:
+    """Whether a GPU takes the direct sums of :func:`_fused_blur`: at the widths where the CPU takes
+    its C kernel's, so that both devices sum in the same order (and, at those widths, agree bit
+    for bit); below, both multiply by the banded matrices."""
+    return (images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and images.dtype in (torch.float32, torch.float64)
+            and images.numel() > 0 and _BLUR_KERNEL.available(images.device))
+
+
+_BLUR_KERNEL = FusedKernel("gaussian blur")
+_FUSED_BLUR_MAX_RADIUS = 32  # taps each side: sigma 8 at truncate 4 (robench's own blurs reach 24)
+
+
+def _fused_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
+                ) -> torch.Tensor | None:
+    """:func:`gaussian_blur_each` as the C kernel computes it (``robench_gaussian_blur``: a vertical,
+    then a horizontal pass, each the centre term, then the pairs ``t[j] * (before + after)`` added
+    in order of j, in the images' dtype), in two Triton kernels; None if they fail or the kernel
+    is wider than ``_FUSED_BLUR_MAX_RADIUS`` taps each side."""
+    images = images.contiguous()
+    h, w = images.shape[-2:]
+    taps, radius, rows, cols = _device_blur_tables(h, w, sigmas, mode, truncate, images.dtype, images.device)
+    reach = taps.shape[-1] - 1
+    if reach > _FUSED_BLUR_MAX_RADIUS:  # the matrices serve (each tap is unrolled in the kernel)
+        return None
+    planes = images[0].numel() // (h * w)
+    each = which is not None
+    which = which if each else radius  # (not read without choices)
+    vertical, out = torch.empty_like(images), torch.empty_like(images)
+    exact = {"enable_fp_fusion": False}  # a product, then a sum, each rounded: as the C kernel (no contraction)
+    total = images.numel()
+    if not _BLUR_KERNEL.launch(_blur_pass_kernel, total, 512, images, vertical, taps, radius, which, rows, total,
+                               planes, h, w, REACH=reach, AXIS=0, EACH=each, **exact):
+        return None
+    if not _BLUR_KERNEL.launch(_blur_pass_kernel, total, 512, vertical, out, taps, radius, which, cols, total,
+                               planes, h, w, REACH=reach, AXIS=1, EACH=each, **exact):
+        return None
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _device_blur_tables(h: int, w: int, sigmas: tuple, mode: str, truncate: float, dtype: torch.dtype,
+                        device: torch.device) -> tuple[torch.Tensor, ...]:
+    """:func:`_half_kernels`'s taps and radii and the padded rows' and columns' sources, on ``device``
+    (made once: a copy from host memory would make the host wait at every call)."""
+    taps, radius = _half_kernels(sigmas, truncate, dtype)
+    reach = taps.shape[-1] - 1
+    return (taps.to(device), radius.to(device), _border_index(h, reach, reach, mode, device),
+            _border_index(w, reach, reach, mode, device))
+
+
+if triton is not None:
+
+    @triton.jit(do_not_specialize=["total", "planes", "h", "w"])
+    def _blur_pass_kernel(x_ptr, out_ptr, taps_ptr, radius_ptr, which_ptr, source_ptr, total, planes, h, w,
+                          REACH: tl.constexpr, AXIS: tl.constexpr, EACH: tl.constexpr, BLOCK: tl.constexpr):
+        """One pass of the separable blur, per output value: along columns (``AXIS`` 0, rows from
+        ``source``) or rows (1, columns from ``source``), with the image's choice of taps."""
+        lane = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = lane < total
+        plane = lane // (h * w)
+        y = ((lane // w) % h).to(tl.int32)
+        x = (lane % w).to(tl.int32)
+        choice = tl.load(which_ptr + plane // planes, mask=mask, other=0) if EACH else tl.zeros_like(y)
+        taps = taps_ptr + (2 * choice + AXIS) * (REACH + 1)
+        radius = tl.load(radius_ptr + 2 * choice + AXIS, mask=mask, other=0)
+        base = x_ptr + plane * (h * w)
+        if AXIS == 0:
+            row = base + x
+            total_ = tl.load(taps, mask=mask, other=0.0) * tl.load(row + tl.load(source_ptr + y + REACH) * w,
+                                                                   mask=mask, other=0.0)
+            for j in tl.static_range(1, REACH + 1):
+                before = tl.load(row + tl.load(source_ptr + y + REACH - j) * w, mask=mask, other=0.0)
+                after = tl.load(row + tl.load(source_ptr + y + REACH + j) * w, mask=mask, other=0.0)
+                term = total_ + tl.load(taps + j, mask=mask, other=0.0) * (before + after)
+                total_ = tl.where(j <= radius, term, total_)
+        else:
+            row = base + y * w
+            total_ = tl.load(taps, mask=mask, other=0.0) * tl.load(row + tl.load(source_ptr + x + REACH),
+                                                                   mask=mask, other=0.0)
+            for j in tl.static_range(1, REACH + 1):
+                before = tl.load(row + tl.load(source_ptr + x + REACH - j), mask=mask, other=0.0)
+                after = tl.load(row + tl.load(source_ptr + x + REACH + j), mask=mask, other=0.0)
+                term = total_ + tl.load(taps + j, mask=mask, other=0.0) * (before + after)
+                total_ = tl.where(j <= radius, term, total_)
+        tl.store(out_ptr + lane, total_, mask=mask)
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
