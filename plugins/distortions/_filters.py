@@ -87,15 +87,20 @@ def _in_c(images: torch.Tensor) -> bool:
 
 
 def _fused(images: torch.Tensor) -> bool:
-    """Whether a GPU takes the direct sums of :func:`_fused_blur`: at the widths where the CPU takes
-    its C kernel's, so that both devices sum in the same order (and, at those widths, agree bit
-    for bit); below, both multiply by the banded matrices."""
+    """Whether a GPU may take the direct sums of :func:`_fused_blur`: at the widths where the CPU
+    takes its C kernel's, so that both devices sum in the same order (and agree bit for bit; for
+    radii up to ``_FUSED_BLUR_MAX_RADIUS``); below, both multiply by the banded matrices."""
     return (images.shape[-1] >= NATIVE_BLUR_MIN_WIDTH and images.dtype in (torch.float32, torch.float64)
             and images.numel() > 0 and _BLUR_KERNEL.available(images.device))
 
 
 _BLUR_KERNEL = FusedKernel("gaussian blur")
-_FUSED_BLUR_MAX_RADIUS = 32  # taps each side: sigma 8 at truncate 4 (robench's own blurs reach 24)
+# Taps each side up to which a GPU takes the direct sums. They cost in proportion to the radius,
+# the matrix products do not: on an H100 at 224 px (benchmarks/README.md, stop 19) glass_blur
+# (radius 6, a choice per image) went 50,000-53,000 -> 57,000 images/s and its severity mix
+# 35,000-49,000 -> 55,000, elastic_transform (7) held 80,000-85,000, but gaussian_blur (12; its
+# mix 24) fell 133,000 -> 54,000 and spatter (its float64 field, 8) 95,000-102,000 -> 85,000.
+_FUSED_BLUR_MAX_RADIUS = 7
 
 
 def _fused_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
@@ -108,7 +113,7 @@ def _fused_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None,
     h, w = images.shape[-2:]
     taps, radius, rows, cols = _device_blur_tables(h, w, sigmas, mode, truncate, images.dtype, images.device)
     reach = taps.shape[-1] - 1
-    if reach > _FUSED_BLUR_MAX_RADIUS:  # the matrices serve (each tap is unrolled in the kernel)
+    if reach > _FUSED_BLUR_MAX_RADIUS:  # the matrices serve (faster for wide kernels)
         return None
     planes = images[0].numel() // (h * w)
     each = which is not None

@@ -19,6 +19,7 @@ def test_the_fused_blur_equals_the_c_kernel_in_tritons_interpreter() -> None:
         from robench_plugins.distortions import _filters
 
         _filters._BLUR_KERNEL.available = lambda device: True
+        cap, _filters._FUSED_BLUR_MAX_RADIUS = _filters._FUSED_BLUR_MAX_RADIUS, 64  # the kernel at any radius
         generator = torch.Generator().manual_seed(0)
         # sizes below and above the radius (borders that fold more than once), one sigma or a
         # choice per image (vertical and horizontal differing), every border mode, both dtypes
@@ -32,14 +33,15 @@ def test_the_fused_blur_equals_the_c_kernel_in_tritons_interpreter() -> None:
                     assert fused is not None and not _filters._BLUR_KERNEL.failed
                     in_c = _filters._native_blur(images, sigmas, which, mode, 4.0)
                     assert torch.equal(fused, in_c), (shape, sigmas, dtype, mode)
-        # the dispatch takes it where the CPU takes C (and not below)
+        # the dispatch takes it where the CPU takes C (and not below), for radii up to the cap
+        _filters._FUSED_BLUR_MAX_RADIUS = cap
         _filters._in_c = lambda images: False
         images = torch.rand(2, 3, 8, 130, generator=generator)
         c = _filters._native_blur(images.reshape(-1, 8, 130), (1.5,), None, "replicate", 4.0).view_as(images)
         assert torch.equal(_filters.gaussian_blur(images, 1.5), c)
         small = torch.rand(2, 3, 8, 20, generator=generator)
         assert not _filters._fused(small)
-        assert _filters._fused_blur(images, (9.0,), None, "replicate", 4.0) is None  # 36 taps each side: matrices
+        assert _filters._fused_blur(images, (2.0,), None, "replicate", 4.0) is None  # 8 taps each side: matrices
         print("fused blur matches")
     """, "fused blur matches")
 
@@ -52,8 +54,9 @@ def test_the_gpu_blurs_as_the_cpu_from_128_px(dtype: torch.dtype) -> None:
 
     images = torch.rand(4, 3, 150, 224, generator=torch.Generator().manual_seed(1), dtype=dtype)
     which = torch.tensor([0, 2, 1, 2])
+    sigmas = (0.7, (1.5, 0.8), 1.2)  # radii 3, (6, 3), 5: within _FUSED_BLUR_MAX_RADIUS
     for mode in ("replicate", "symmetric"):
-        on_gpu = _filters.gaussian_blur_each(images.cuda(), (0.7, (3.0, 1.2), 6.0), which.cuda(), mode)
+        on_gpu = _filters.gaussian_blur_each(images.cuda(), sigmas, which.cuda(), mode)
         assert _filters._BLUR_KERNEL.available(torch.device("cuda")), "the fused blur failed on the GPU"
-        assert torch.equal(on_gpu.cpu(), _filters.gaussian_blur_each(images, (0.7, (3.0, 1.2), 6.0), which, mode))
-    assert torch.equal(_filters.gaussian_blur(images.cuda(), 2.0).cpu(), _filters.gaussian_blur(images, 2.0))
+        assert torch.equal(on_gpu.cpu(), _filters.gaussian_blur_each(images, sigmas, which, mode))
+    assert torch.equal(_filters.gaussian_blur(images.cuda(), 1.5).cpu(), _filters.gaussian_blur(images, 1.5))
