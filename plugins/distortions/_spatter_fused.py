@@ -1,11 +1,12 @@
-"""spatter's water steps as fused GPU kernels (Triton): Canny, its hysteresis, the distance.
+"""spatter's water steps as fused GPU kernels (Triton), from Canny to the blend.
 
-On a GPU the torch path of these steps is some 400 operators (Canny's stencils, a hysteresis
+On a GPU the torch path of these steps is some 500 operators (Canny's stencils, a hysteresis
 round of gathers that the host checks every few rounds, 41 row offsets of table lookups for the
-distance), and the host waits for the device in the hysteresis. Here they are four kernels and
-no wait: each returns what its torch counterpart in :mod:`._spatter` returns, bit for bit (all
-of it is integer arithmetic, comparisons, or minima of the same float32 table values), or
-``None`` when its kernel is unavailable or fails, and the caller then takes the torch path.
+distance, the box sums, equalisation, emboss and blend), and the host waits for the device in
+the hysteresis. Here they are nine kernels and no wait: each function returns what its torch
+counterpart in :mod:`._spatter` returns, bit for bit (integer arithmetic, comparisons, minima of
+the same float32 table values, and the float steps rounded as torch rounds them), or ``None``
+when its kernels are unavailable or fail, and the caller then takes the torch path.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ HYSTERESIS = FusedKernel("spatter hysteresis")
 DISTANCE = FusedKernel("spatter distance")
 FINISH = FusedKernel("spatter water finish")
 _BINS = 32  # histogram bins of the smoothed distance (levels 0..20), a power of two for Triton
-
 
 
 def canny_codes(level: torch.Tensor, low: int, high: int) -> torch.Tensor | None:
@@ -43,7 +43,7 @@ def hysteresis(codes: torch.Tensor) -> torch.Tensor | None:
         return None
     b, _, h, w = codes.shape
     scratch = torch.empty((b, h * w), dtype=torch.int32, device=codes.device)  # each image's weak pixels
-    if not HYSTERESIS.launch(_hysteresis_kernel, b * 1024, 1024, codes, scratch, h, w):
+    if not HYSTERESIS.launch(_hysteresis_kernel, b * 1024, 1024, codes, scratch, h, w):  # a program per image
         return None
     return codes == 2
 
