@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from collections import defaultdict
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).parent))  # gpu.py beside this file
 from gpu import timed  # noqa: E402
+from gpu_profile import profiled_call  # noqa: E402
 
 from robench.fused import FusedKernel
 from robench.registry import Registry
@@ -67,29 +65,8 @@ def figures(name: str, device: torch.device, batch: int, size: int, repeat: int)
         print(json.dumps(record), flush=True)
     for on in (True, False):
         fused(kernels, on)
-        calls[f"severity_{severity}"]()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-        with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            calls[f"severity_{severity}"]()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wall = time.perf_counter() - start
-        per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-        operators = 0
-        for event in prof.events():
-            if event.device_type == torch.autograd.DeviceType.CUDA:
-                per_kernel[event.name[:70]][0] += event.device_time_total / 1000
-                per_kernel[event.name[:70]][1] += 1
-            elif event.cpu_parent is None and event.name.startswith("aten::"):
-                operators += 1
-        top = sorted(per_kernel.items(), key=lambda item: -item[1][0])[:10]
-        print(json.dumps({"kind": "profile", "name": name, "fused": on, "size": size, "wall_ms": round(wall * 1000, 3),
-                          "device_busy_ms": round(sum(v[0] for v in per_kernel.values()), 3),
-                          "top_level_operators": operators, "kernel_launches": sum(v[1] for v in per_kernel.values()),
-                          "top": [{"kernel": k, "ms": round(v[0], 3), "calls": v[1]} for k, v in top]}), flush=True)
+        figures = profiled_call(calls[f"severity_{severity}"], device, 10)
+        print(json.dumps({"kind": "profile", "name": name, "fused": on, "size": size, **figures}), flush=True)
     fused(kernels, True)
 
 

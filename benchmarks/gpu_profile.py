@@ -60,40 +60,45 @@ def mixing_figures(registry: Registry, device: torch.device, batch: int, size: i
         print(json.dumps({k: round(v) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
 
 
+def profiled_call(call, device: torch.device, top: int) -> dict:
+    """One ``call()`` (after a warm-up call) under ``torch.profiler``: its wall time, the device's
+    busy time, the top-level operators, the kernel launches and the ``top`` kernels by time."""
+    call()  # warm-up: caches, kernels, allocator
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        call()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        wall = time.perf_counter() - start
+    kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    operators = 0
+    for event in prof.events():
+        if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA:
+            entry = kernels[event.name[:90]]
+            entry[0] += getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
+            entry[1] += 1
+        elif event.name.startswith("aten::") and event.cpu_parent is None:
+            operators += 1
+    busy = sum(t for t, _ in kernels.values())
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
+    return {"wall_ms": round(wall * 1e3, 3), "device_busy_ms": round(busy / 1e3, 3), "top_level_operators": operators,
+            "kernel_launches": sum(n for _, n in kernels.values()),
+            "top": [{"kernel": k, "ms": round(t / 1e3, 3), "calls": n} for k, (t, n) in ranked]}
+
+
 def kernel_figures(registry: Registry, device: torch.device, batch: int, size: int, top: int) -> None:
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     seeds = sample_seeds(0, torch.arange(batch)).to(device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     for name in PROFILED:
         if name not in registry.names("distortion"):
             continue
         distortion = registry.get("distortion", name)()
-        distortion(images, 3, BatchRNG(seeds))  # warm-up: caches, kernels, allocator
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        with profile(activities=activities) as prof:
-            start = time.perf_counter()
-            distortion(images, 3, BatchRNG(seeds))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            wall = time.perf_counter() - start
-        kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-        operators = 0
-        for event in prof.events():
-            if getattr(event, "device_type", None) == torch.autograd.DeviceType.CUDA:
-                entry = kernels[event.name[:90]]
-                entry[0] += getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
-                entry[1] += 1
-            elif event.name.startswith("aten::") and event.cpu_parent is None:
-                operators += 1
-        busy = sum(t for t, _ in kernels.values())
-        ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
-        print(json.dumps({
-            "kind": "kernels", "name": name, "size": size, "batch": batch, "severity": 3,
-            "wall_ms": round(wall * 1e3, 3), "device_busy_ms": round(busy / 1e3, 3),
-            "top_level_operators": operators, "kernel_launches": sum(n for _, n in kernels.values()),
-            "top": [{"kernel": k, "ms": round(t / 1e3, 3), "calls": n} for k, (t, n) in ranked],
-        }), flush=True)
+        figures = profiled_call(lambda d=distortion: d(images, 3, BatchRNG(seeds)), device, top)
+        print(json.dumps({"kind": "kernels", "name": name, "size": size, "batch": batch, "severity": 3, **figures}),
+              flush=True)
 
 
 def step_parts(device: torch.device, batch: int, steps: int, repeat: int) -> None:

@@ -251,16 +251,21 @@ if triton is not None:
         """OpenCV's BORDER_REFLECT_101 for an index at most one outside ``[0, size)``."""
         return tl.where(i < 0, -i, tl.where(i >= size, 2 * size - 2 - i, i))
 
+    @triton.jit
+    def _image_block(h, w, BLOCK: tl.constexpr):
+        """This program's block of one image's pixels (each image in whole blocks: per-image sums
+        stay within a program): the image, the pixels, which are in it, their rows and columns."""
+        blocks = tl.cdiv(h * w, BLOCK)
+        image = tl.program_id(0) // blocks
+        pixel = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
+        return image, pixel, pixel < h * w, pixel // w, pixel % w
+
     @triton.jit(do_not_specialize=["h", "w"])
     def _smooth_kernel(dist_ptr, ninth_ptr, smooth_ptr, counts_ptr, h, w, BINS: tl.constexpr, BLOCK: tl.constexpr):
         """The distance's 3x3 box sum (reflected border) in float64 times 1/9, as float32, floored
         (cv2.blur, then astype(uint8)); counted per image into ``BINS`` bins."""
         n = h * w
-        blocks = tl.cdiv(n, BLOCK)
-        image = tl.program_id(0) // blocks
-        pixel = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
-        mask = pixel < n
-        y, x = pixel // w, pixel % w
+        image, pixel, mask, y, x = _image_block(h, w, BLOCK)
         base = dist_ptr + image.to(tl.int64) * n
         total = tl.zeros((BLOCK,), dtype=tl.float64)
         for dy in tl.static_range(-1, 2):
@@ -320,11 +325,7 @@ if triton is not None:
         """The emboss's 3x3 rounded mean (uint8 cv2.blur: (sum + 4) // 9, reflected border) times
         the liquid's level, and each image's largest such value."""
         n = h * w
-        blocks = tl.cdiv(n, BLOCK)
-        image = tl.program_id(0) // blocks
-        pixel = (tl.program_id(0) % blocks) * BLOCK + tl.arange(0, BLOCK)
-        mask = pixel < n
-        y, x = pixel // w, pixel % w
+        image, pixel, mask, y, x = _image_block(h, w, BLOCK)
         base = image.to(tl.int64) * n
         total = tl.zeros((BLOCK,), dtype=tl.int32)
         for dy in tl.static_range(-1, 2):
