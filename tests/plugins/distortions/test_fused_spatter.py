@@ -55,13 +55,13 @@ def test_the_fused_water_steps_match_opencv_and_the_torch_path_in_tritons_interp
         # the distance: sparse and dense edges, the borders, one pixel, none; 23 rows: fewer than
         # the 41 within reach, so rows outside the image are skipped at both ends of a column
         generator = torch.Generator().manual_seed(3)
-        h, w = 23, 83
+        h, w = 23, 53
         border = torch.zeros(1, 1, h, w, dtype=torch.bool)
         border[..., 0, :] = border[..., :, -1] = True
         single = torch.zeros(1, 1, h, w, dtype=torch.bool)
         single[..., h // 2, 5] = True
-        masks = torch.cat([torch.rand(2, 1, h, w, generator=generator) > 0.995,
-                           torch.rand(2, 1, h, w, generator=generator) > 0.8,
+        masks = torch.cat([torch.rand(1, 1, h, w, generator=generator) > 0.99,
+                           torch.rand(1, 1, h, w, generator=generator) > 0.8,
                            border, single, torch.zeros(1, 1, h, w, dtype=torch.bool)])
         distance = fused.truncated_distance(masks, _spatter._chamfer_pairs(torch.device("cpu")))
         for mask, ours in zip(masks[:, 0].numpy(), distance[:, 0]):
