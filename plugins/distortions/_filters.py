@@ -157,25 +157,18 @@ if triton is not None:
         taps = taps_ptr + (2 * choice + AXIS) * (REACH + 1)
         radius = tl.load(radius_ptr + 2 * choice + AXIS, mask=mask, other=0)
         base = x_ptr + plane * (h * w)
-        if AXIS == 0:
-            row = base + x
-            total_ = tl.load(taps, mask=mask, other=0.0) * tl.load(row + tl.load(source_ptr + y + REACH) * w,
-                                                                   mask=mask, other=0.0)
-            for j in tl.static_range(1, REACH + 1):
-                before = tl.load(row + tl.load(source_ptr + y + REACH - j) * w, mask=mask, other=0.0)
-                after = tl.load(row + tl.load(source_ptr + y + REACH + j) * w, mask=mask, other=0.0)
-                term = total_ + tl.load(taps + j, mask=mask, other=0.0) * (before + after)
-                total_ = tl.where(j <= radius, term, total_)
-        else:
-            row = base + y * w
-            total_ = tl.load(taps, mask=mask, other=0.0) * tl.load(row + tl.load(source_ptr + x + REACH),
-                                                                   mask=mask, other=0.0)
-            for j in tl.static_range(1, REACH + 1):
-                before = tl.load(row + tl.load(source_ptr + x + REACH - j), mask=mask, other=0.0)
-                after = tl.load(row + tl.load(source_ptr + x + REACH + j), mask=mask, other=0.0)
-                term = total_ + tl.load(taps + j, mask=mask, other=0.0) * (before + after)
-                total_ = tl.where(j <= radius, term, total_)
-        tl.store(out_ptr + lane, total_, mask=mask)
+        if AXIS == 0:  # this column, at the source row of each position
+            line, position, stride = base + x, y, w
+        else:  # this row, at the source column of each position
+            line, position, stride = base + y * w, x, 1
+        centre = tl.load(line + tl.load(source_ptr + position + REACH) * stride, mask=mask, other=0.0)
+        sums = tl.load(taps, mask=mask, other=0.0) * centre
+        for j in tl.static_range(1, REACH + 1):
+            before = tl.load(line + tl.load(source_ptr + position + REACH - j) * stride, mask=mask, other=0.0)
+            after = tl.load(line + tl.load(source_ptr + position + REACH + j) * stride, mask=mask, other=0.0)
+            term = sums + tl.load(taps + j, mask=mask, other=0.0) * (before + after)
+            sums = tl.where(j <= radius, term, sums)
+        tl.store(out_ptr + lane, sums, mask=mask)
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
