@@ -48,3 +48,13 @@ class FusedKernel:
                            type(error).__name__, error)
             return False
         return True
+
+
+if triton is not None:
+
+    @triton.jit
+    def round_half_even(x):
+        """``x`` rounded to the nearest integer, ties to even (as ``torch.round``), for float32 ``x``
+        with ``|x| < 2**22`` (where ``x + 0.5`` is exact)."""
+        rounded = tl.floor(x + 0.5)
+        return tl.where((rounded - x == 0.5) & (rounded.to(tl.int32) % 2 != 0), rounded - 1.0, rounded)

@@ -15,6 +15,9 @@ import torch
 
 from robench.fused import FusedKernel, tl, triton
 
+if triton is not None:
+    from robench.fused import round_half_even
+
 ENCODE = FusedKernel("jpeg encode")
 DECODE = FusedKernel("jpeg decode")
 
@@ -64,20 +67,18 @@ if triton is not None:
         y = tl.minimum(y, h - 1)
         x = tl.minimum(x, w - 1)
         value = tl.load(images_ptr + (plane * h + y) * w + x, mask=mask, other=0.0) * 255.0
-        rounded = tl.floor(value + 0.5)  # exact for |value| < 2^22; ties to the even neighbour:
-        rounded = tl.where((rounded - value == 0.5) & (rounded.to(tl.int32) % 2 != 0), rounded - 1.0, rounded)
+        rounded = round_half_even(tl.minimum(tl.maximum(value, -1.0), 256.0))  # (the clamp keeps it exact)
         return tl.minimum(tl.maximum(rounded, 0.0), 255.0).to(tl.int32)
 
     @triton.jit
-    def _chroma_at(images_ptr, image, y, x, h, w, RED: tl.constexpr, mask):
-        """jccolor.c's Cb (or Cr, ``RED``) of the pixel at (y, x), clamped into the image."""
+    def _chroma_at(images_ptr, image, y, x, h, w, red, green, blue, mask):
+        """jccolor.c's Cb or Cr (by its coefficients ``red``, ``green``, ``blue``, per lane) of the
+        pixel at (y, x), clamped into the image."""
         r = _level(images_ptr, image * 3, y, x, h, w, mask)
         g = _level(images_ptr, image * 3 + 1, y, x, h, w, mask)
         b = _level(images_ptr, image * 3 + 2, y, x, h, w, mask)
         offset = (128 << 16) + (1 << 15) - 1  # 128 << 16 and a rounding half minus one
-        if RED:
-            return (32768 * r - 27439 * g + offset - 5329 * b) >> 16
-        return (-11059 * r - 21709 * g + offset + 32768 * b) >> 16
+        return (red * r + green * g + blue * b + offset) >> 16  # integers: any order is exact
 
     @triton.jit(do_not_specialize=["total", "h", "w", "lm", "ln"])
     def _luma_kernel(images_ptr, luma_ptr, total, h, w, lm, ln, BLOCK: tl.constexpr):
@@ -107,16 +108,13 @@ if triton is not None:
         image = plane // 2
         row = tl.minimum(((block // cn) % cm).to(tl.int32) * 8 + element // 8, (h + 1) // 2 - 1)
         col = (block % cn).to(tl.int32) * 8 + element % 8
-        red = (plane % 2) == 1
-        total_blue = (_chroma_at(images_ptr, image, 2 * row, 2 * col, h, w, False, mask)
-                      + _chroma_at(images_ptr, image, 2 * row, 2 * col + 1, h, w, False, mask)
-                      + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col, h, w, False, mask)
-                      + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col + 1, h, w, False, mask))
-        total_red = (_chroma_at(images_ptr, image, 2 * row, 2 * col, h, w, True, mask)
-                     + _chroma_at(images_ptr, image, 2 * row, 2 * col + 1, h, w, True, mask)
-                     + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col, h, w, True, mask)
-                     + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col + 1, h, w, True, mask))
-        value = (tl.where(red, total_red, total_blue) + 1 + col % 2) >> 2
+        is_cr = (plane % 2) == 1  # Cr: 32768 R - 27439 G - 5329 B; Cb: -11059 R - 21709 G + 32768 B
+        red, green, blue = tl.where(is_cr, 32768, -11059), tl.where(is_cr, -27439, -21709), tl.where(is_cr, -5329, 32768)
+        total = (_chroma_at(images_ptr, image, 2 * row, 2 * col, h, w, red, green, blue, mask)
+                 + _chroma_at(images_ptr, image, 2 * row, 2 * col + 1, h, w, red, green, blue, mask)
+                 + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col, h, w, red, green, blue, mask)
+                 + _chroma_at(images_ptr, image, 2 * row + 1, 2 * col + 1, h, w, red, green, blue, mask))
+        value = (total + 1 + col % 2) >> 2
         tl.store(chroma_ptr + lane, value.to(tl.float64), mask=mask)
 
     @triton.jit

@@ -16,6 +16,9 @@ import torch
 from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions._device import constant
 
+if triton is not None:
+    from robench.fused import round_half_even
+
 CANNY = FusedKernel("spatter canny")
 HYSTERESIS = FusedKernel("spatter hysteresis")
 DISTANCE = FusedKernel("spatter distance")
@@ -291,8 +294,7 @@ if triton is not None:
         base = tl.sum(tl.where(bins == first, counts, 0), 0)
         scale = tl.math.div_rn(tl.full((BLOCK,), 255.0, tl.float32), tl.maximum(n - base, 1).to(tl.float32))
         product = (tl.cumsum(counts, 0) - base).to(tl.float32) * scale
-        rounded = tl.floor(product + 0.5)  # exact below 2^22; ties go to the even neighbour:
-        rounded = tl.where((rounded - product == 0.5) & (rounded.to(tl.int32) % 2 == 1), rounded - 1.0, rounded)
+        rounded = round_half_even(product)  # products within 0..255 * 2^15: below 2^22
         value = tl.where(base == n, first.to(tl.float32), tl.minimum(tl.maximum(rounded, 0.0), 255.0))
         tl.store(table_ptr + image * BINS + bins, value)
 
