@@ -281,6 +281,23 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monk
 
 
 @needs_compiler
+def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch) -> None:
+    """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
+    and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
+    and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp)."""
+    sizes = [(7, 53), (53, 9), (8, 200), (230, 17), (129, 130)]
+    generator = torch.Generator().manual_seed(3)
+    batches = [torch.rand(2, 3, h, w, generator=generator) * 1.4 - 0.2 for h, w in sizes]
+    distortion = Registry(entry_points=False).get("distortion", "pixelate")()
+    seeds = sample_seeds(0, torch.arange(2))
+
+    def make() -> list[torch.Tensor]:
+        return [distortion(images, severity, BatchRNG(seeds)) for images in batches for severity in (1, 3, 5)]
+
+    _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
 @pytest.mark.parametrize("mapsize", [2, 8, 64])
 def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> None:
     seeds = sample_seeds(9, torch.arange(5))

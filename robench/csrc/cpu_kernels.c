@@ -8,6 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #define MIX1 0xBF58476D1CE4E5B9ULL
 #define MIX2 0x94D049BB133111EBULL
@@ -250,22 +253,34 @@ static inline void transpose8(int_lanes8 r[8]) {
     }
 }
 
-/* dst[c * rows + r] = src[r * cols + c]: the (rows x cols) matrix transposed, 8 x 8 tiles at a time. */
-static void transpose_int32(const int32_t *restrict src, int32_t *restrict dst, int64_t rows, int64_t cols) {
-    int64_t r0 = 0;
-    for (; r0 + 8 <= rows; r0 += 8) {
-        int64_t c0 = 0;
-        for (; c0 + 8 <= cols; c0 += 8) {
-            int_lanes8 tile[8];
-            for (int i = 0; i < 8; ++i) memcpy(&tile[i], src + (r0 + i) * cols + c0, sizeof tile[i]);
-            transpose8(tile);
-            for (int i = 0; i < 8; ++i) memcpy(dst + (c0 + i) * rows + r0, &tile[i], sizeof tile[i]);
-        }
-        for (; c0 < cols; ++c0)
-            for (int64_t r = r0; r < r0 + 8; ++r) dst[c0 * rows + r] = src[r * cols + c0];
+/* Whole-batch outputs go past the caches once a thread's share of them is this large (16 MiB):
+ * a streamed (non-temporal) store costs no read of the line it overwrites, a third of a copy's
+ * memory traffic (1.6x faster over a 154 MB batch here); smaller outputs stay in cache for
+ * whoever reads them next. Kernels that stream call stream_end() before returning. */
+#define STREAM_MIN_FLOATS ((int64_t)1 << 22)
+
+static inline int streams(int64_t floats) { return floats >= STREAM_MIN_FLOATS; }
+
+/* dst[0 .. n) = src[0 .. n) (src a row in cache), streamed if `stream` and the target allows. */
+static inline void put_floats(float *restrict dst, const float *restrict src, int64_t n, int stream) {
+#if defined(__x86_64__) && defined(__AVX__)
+    if (stream) {
+        int64_t i = 0;
+        for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
+        for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+        for (; i < n; ++i) dst[i] = src[i];
+        return;
     }
-    for (; r0 < rows; ++r0)
-        for (int64_t c = 0; c < cols; ++c) dst[c * rows + r0] = src[r0 * cols + c];
+#endif
+    (void)stream;
+    memcpy(dst, src, (size_t)n * sizeof(float));
+}
+
+/* Orders the streamed stores before whatever the caller does next (another thread's reads). */
+static inline void stream_end(void) {
+#if defined(__x86_64__) && defined(__AVX__)
+    _mm_sfence();
+#endif
 }
 
 /* out[c] = source[up_col[c]] for c in [0, w), up_col non-decreasing by at most 1 per column (an
@@ -287,39 +302,85 @@ static inline void upscale_row(const float *restrict source, float *restrict out
     for (; c < w; ++c) out[c] = source[up_col[c]];
 }
 
+/* box_pass over eight lines side by side: in[c] holds element c of each (eight int32, in[c * 8 + k]
+ * for line k), out[o] likewise. */
+static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t outputs, const int32_t *lo,
+                      const int32_t *hi, const int32_t *weight) {
+    for (int64_t o = 0; o < outputs; ++o) {
+        int_lanes8 sum = {0, 0, 0, 0, 0, 0, 0, 0}, value;
+        for (int32_t i = lo[o]; i < hi[o]; ++i) {
+            memcpy(&value, in + 8 * i, sizeof value);
+            sum += value;
+        }
+        int32_t *restrict result = out + 8 * o;
+        memcpy(result, &sum, sizeof sum);
+        if (weight == NULL) continue;
+        const int64_t scale = weight[o];
+        for (int k = 0; k < 8; ++k) {
+            const int32_t v = (int32_t)(((int64_t)result[k] * scale + (1 << 21)) >> 22);
+            result[k] = v < 0 ? 0 : (v > 255 ? 255 : v);
+        }
+    }
+}
+
 /* Pixelate.apply for planes [begin, end) of h x w floats: uint8 levels (x * 255 rounded half to
  * even), Pillow's two-pass BOX downscale to small_h x small_w (columns, then rows), / 255, and
- * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The column
- * pass runs on the transposed plane, so that both passes add whole lines; each distinct upscaled
- * row is built once and copied to the rows that repeat it. */
+ * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The plane
+ * goes by bands of eight rows, each transposed in cache (8 x 8 tiles in registers) so that the
+ * column pass adds whole vectors, eight rows at a time, and transposed back into the narrow
+ * plane, whose row pass adds whole lines; each distinct upscaled row is built once and written
+ * to the rows that repeat it. */
 void robench_pixelate(const float *images, float *out, int64_t begin, int64_t end, int64_t h,
                       int64_t w, int64_t small_h, int64_t small_w, const int32_t *col_lo,
                       const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
                       const int32_t *row_hi, const int32_t *row_weight, const int32_t *up_row,
                       const int32_t *up_col) {
-    int32_t *levels = malloc((size_t)(2 * w * h + 2 * small_w * h + small_h * small_w) * sizeof(int32_t));
-    float *small = malloc((size_t)(small_h * small_w + 8) * sizeof(float)); /* + 8: upscale_row reads ahead */
-    if (levels == NULL || small == NULL) abort();
-    int32_t *columns = levels + w * h, *narrow_t = columns + w * h, *narrow = narrow_t + small_w * h;
-    int32_t *low = narrow + small_w * h;
+    int32_t *band = calloc((size_t)(16 * w + 8 * small_w + (h + small_h) * small_w), sizeof(int32_t));
+    float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
+    if (band == NULL || small == NULL) abort();
+    int32_t *columns = band + 8 * w, *picked = columns + 8 * w, *narrow = picked + 8 * small_w;
+    int32_t *low = narrow + h * small_w;
+    float *row = small + small_h * small_w + 8; /* the upscaled row, written to each row that repeats it */
+    const int stream = streams((end - begin) * h * w);
     for (int64_t p = begin; p < end; ++p) {
         const float *restrict x = images + p * h * w;
-        for (int64_t i = 0; i < h * w; ++i) levels[i] = (int32_t)nearbyintf(x[i] * 255.0f);
-        transpose_int32(levels, columns, h, w);
-        box_pass(columns, narrow_t, small_w, h, col_lo, col_hi, col_weight);
-        transpose_int32(narrow_t, narrow, small_w, h);
+        for (int64_t r0 = 0; r0 < h; r0 += 8) {
+            const int64_t rows = h - r0 < 8 ? h - r0 : 8; /* a short last band: its other lanes go unused */
+            for (int64_t i = 0; i < rows; ++i) {
+                int32_t *restrict level = band + i * w;
+                const float *restrict source = x + (r0 + i) * w;
+                for (int64_t c = 0; c < w; ++c) level[c] = (int32_t)nearbyintf(source[c] * 255.0f);
+            }
+            int64_t c0 = 0;
+            for (; c0 + 8 <= w; c0 += 8) {
+                int_lanes8 tile[8];
+                for (int i = 0; i < 8; ++i) memcpy(&tile[i], band + i * w + c0, sizeof tile[i]);
+                transpose8(tile);
+                memcpy(columns + 8 * c0, tile, sizeof tile);
+            }
+            for (; c0 < w; ++c0)
+                for (int i = 0; i < 8; ++i) columns[8 * c0 + i] = band[i * w + c0];
+            box_pass8(columns, picked, small_w, col_lo, col_hi, col_weight);
+            int64_t j0 = 0;
+            for (; j0 + 8 <= small_w; j0 += 8) {
+                int_lanes8 tile[8];
+                memcpy(tile, picked + 8 * j0, sizeof tile);
+                transpose8(tile);
+                for (int64_t i = 0; i < rows; ++i) memcpy(narrow + (r0 + i) * small_w + j0, &tile[i], sizeof tile[i]);
+            }
+            for (; j0 < small_w; ++j0)
+                for (int64_t i = 0; i < rows; ++i) narrow[(r0 + i) * small_w + j0] = picked[8 * j0 + i];
+        }
         box_pass(narrow, low, small_h, small_w, row_lo, row_hi, row_weight);
         for (int64_t i = 0; i < small_h * small_w; ++i) small[i] = (float)low[i] / 255.0f;
         float *y = out + p * h * w;
         for (int64_t r = 0; r < h; ++r) {
-            if (r > 0 && up_row[r] == up_row[r - 1]) { /* the row above again */
-                memcpy(y + r * w, y + (r - 1) * w, (size_t)w * sizeof(float));
-                continue;
-            }
-            upscale_row(small + up_row[r] * small_w, y + r * w, up_col, w);
+            if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
+            put_floats(y + r * w, row, w, stream);
         }
     }
-    free(levels);
+    stream_end();
+    free(band);
     free(small);
 }
 
