@@ -50,6 +50,7 @@ _SIGNATURES = {
     "robench_noise": (_c_int, _p, _p, _c_int64, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_pixelate": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, *(_p,) * 8),
     "robench_jpeg": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, _p),
+    "robench_zoom_total": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _p, _p, ctypes.c_float),
     "robench_hsv": (_c_int, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_contrast": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_plasma_maps": (_p, _c_int64, _c_int64, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _p),
@@ -304,6 +305,28 @@ def pixelate(images: torch.Tensor, small: tuple[int, int], columns: tuple, rows:
 
     if planes:
         parallel(part, planes, images.numel())
+    return out
+
+
+def zoom_total(images: torch.Tensor, geometry: torch.Tensor, scales: torch.Tensor, divisor: float = 0.0) -> torch.Tensor:
+    """``zoom_total``'s sum on the CPU: float32 ``images`` ``(..., H, W)`` plus each zoom's bilinear
+    resample of its crop; ``geometry`` int32 ``(K, 7)``: crop top, left, height, width, the output
+    offsets of the cut and whether torch rounds that resize as its channels-last kernel; ``scales``
+    float32 ``(K, 2)``: torch's align-corners source scales. A positive ``divisor``: the sum divided
+    by it and clamped to [0, 1] (ZoomBlur's mean)."""
+    images = images.contiguous()
+    out = torch.empty_like(images)
+    h, w = images.shape[-2:]
+    planes = images.numel() // (h * w) if images.numel() else 0
+    function = LIBRARY.load().robench_zoom_total
+    geometry, scales = geometry.contiguous(), scales.contiguous()
+
+    def part(begin: int, end: int) -> None:
+        function(images.data_ptr(), out.data_ptr(), begin, end, h, w, geometry.shape[0], geometry.data_ptr(),
+                 scales.data_ptr(), divisor)
+
+    if planes:
+        parallel(part, planes, images.numel() * (geometry.shape[0] + 1))
     return out
 
 

@@ -25,7 +25,7 @@ from robench_plugins.distortions._jpeg import jpeg_roundtrip
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
 needs_compiler = pytest.mark.skipif(not HAS_COMPILER, reason="needs a C compiler")
 # whole distortions in C on the CPU
-IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression",
+IN_C = ("gaussian_noise", "speckle_noise", "impulse_noise", "shot_noise", "pixelate", "jpeg_compression", "zoom_blur",
         "brightness", "saturate", "contrast", "fog", "frost")
 PARTLY_IN_C = ("spatter",)  # its field, blur and water (its mud's blend is torch)
 # the reference's direct sums in C where the torch paths multiply matrices or use an FFT: float32 rounding apart
@@ -298,6 +298,28 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch)
 
 
 @needs_compiler
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_zoom_kernel_rounds_as_torchs_resize_kernels(monkeypatch, threads: int) -> None:
+    """torch's CPU bilinear resize rounds as one of two kernels, by output size (rows plus columns
+    at most 128: 64 px with the factor 1.0 is exactly 128, with 1.01 past it) and, for three
+    channels, by its thread count; the C kernel follows it in each case."""
+    generator = torch.Generator().manual_seed(4)
+    batches = [torch.rand(2, 3, size, size, generator=generator) for size in (5, 64, 224)]
+    distortion = Registry(entry_points=False).get("distortion", "zoom_blur")()
+    seeds = sample_seeds(0, torch.arange(2))
+
+    def make() -> list[torch.Tensor]:
+        return [distortion(images, severity, BatchRNG(seeds)) for images in batches for severity in (1, 5)]
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _same(*_both_paths(monkeypatch, make))
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_compiler
 @pytest.mark.parametrize("mapsize", [2, 8, 64])
 def test_the_plasma_kernel_equals_the_torch_path(monkeypatch, mapsize: int) -> None:
     seeds = sample_seeds(9, torch.arange(5))
@@ -315,7 +337,7 @@ def test_distortions_in_c_take_the_whole_batch_on_the_cpu(monkeypatch) -> None:
     registry = Registry(entry_points=False)
     for name in IN_C + PARTLY_IN_C + SUMMED_IN_C:
         assert registry.get("distortion", name)().cpu_chunk_values is None
-    assert registry.get("distortion", "zoom_blur")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
+    assert registry.get("distortion", "low_resolution")().cpu_chunk_values == CPU_CHUNK_VALUES  # torch code: chunks
     monkeypatch.setenv("ROBENCH_FUSED", "0")
     assert registry.get("distortion", "gaussian_noise")().cpu_chunk_values == CPU_CHUNK_VALUES
 

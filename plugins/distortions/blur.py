@@ -158,7 +158,7 @@ class MotionBlur(_device.WholeBatchInC, MixedPass):
         return motion_blur(images, weights, angle).clamp_(0.0, 1.0)
 
 
-class ZoomBlur(Distortion):
+class ZoomBlur(_device.WholeBatchInC, Distortion):
     """Zoom blur: the mean of the image and its centre zooms.
 
     One zoom per factor of the table, with linear interpolation and aligned corners as
@@ -171,6 +171,9 @@ class ZoomBlur(Distortion):
 
     def apply(self, images: torch.Tensor, severity: int, rng: BatchRNG) -> torch.Tensor:
         table = self.table(*images.shape[-2:])
+        if native.takes(images):  # the sum, the division and the clamp in one C loop
+            factors = _ZOOM[table][severity - 1]
+            return _zoom_in_c(images, factors, table == "cifar-10-c", len(factors) + 1.0)
         total = zoom_total(images, _ZOOM[table][severity - 1], centre_trim=table == "cifar-10-c")
         # a divisor tensor: CUDA would multiply by the reciprocal of a Python scalar
         count = torch.full((), len(_ZOOM[table][severity - 1]) + 1.0, device=images.device)
@@ -272,8 +275,11 @@ def zoom_total(images: torch.Tensor, factors: tuple[float, ...], centre_trim: bo
     """``images`` plus its :func:`clipped_zoom` by each factor, added in order; image ``b``'s
     zoom by ``factors[i]`` weighted by ``uses[b, i]`` (0 or 1) if given. On a GPU one fused
     kernel interpolates every zoom of a pixel in registers (torch's bilinear arithmetic, FMAs
-    included) instead of one interpolation and one addition per factor."""
+    included) instead of one interpolation and one addition per factor; on the CPU a C kernel
+    does the same, an output row at a time (:func:`_zoom_in_c`)."""
     b, c, h, w = images.shape
+    if native.takes(images) and uses is None and factors:
+        return _zoom_in_c(images, factors, centre_trim)
     if _ZOOM_KERNEL.available(images.device) and images.dtype == torch.float32 and factors:
         geometry = [_zoom_geometry(h, w, f, centre_trim) for f in factors]
         ints = _device.constant(tuple(v for g in geometry for v in (g[0], g[1], g[2], g[3], g[6], g[7])),
@@ -291,6 +297,24 @@ def zoom_total(images: torch.Tensor, factors: tuple[float, ...], centre_trim: bo
         zoomed = clipped_zoom(images, factor, centre_trim)
         total += zoomed if uses is None else zoomed * uses[:, i, None, None, None]
     return total
+
+
+def _zoom_in_c(images: torch.Tensor, factors: tuple[float, ...], centre_trim: bool, divisor: float = 0.0) -> torch.Tensor:
+    """:func:`zoom_total` in C on the CPU (each resize rounded as torch's CPU kernel for it); with
+    a positive ``divisor``, ZoomBlur's output: the total / divisor, clamped to [0, 1]."""
+    h, w = images.shape[-2:]
+    geometry = [_zoom_geometry(h, w, f, centre_trim) for f in factors]
+    ints = torch.tensor([(*g[:4], *g[6:], _channels_last_resize(g[4], g[5], images.shape[1])) for g in geometry],
+                        dtype=torch.int32)
+    scales = torch.tensor([_align_corners_scales(*g[2:6]) for g in geometry], dtype=torch.float32)
+    return native.zoom_total(images, ints, scales, divisor)
+
+
+def _channels_last_resize(out_h: int, out_w: int, channels: int) -> bool:
+    """Whether torch's CPU bilinear resize to (out_h, out_w) takes its channels-last kernel (other
+    roundings than its generic one): for outputs of at most 128 rows plus columns, and for
+    three-channel images when torch runs on one thread (``upsample_bilinear2d_kernel_impl_float``)."""
+    return out_h + out_w <= 128 or (torch.get_num_threads() == 1 and channels == 3)
 
 
 def _align_corners_scales(ch: int, cw: int, out_h: int, out_w: int) -> tuple[float, float]:

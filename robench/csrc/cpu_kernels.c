@@ -384,6 +384,85 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
     free(small);
 }
 
+/* ---- Zoom blur (plugins/distortions/blur.py: zoom_total) ---- */
+
+static inline int g_corners(const int32_t *ints, int64_t k) { return ints[7 * k + 6]; }
+
+/* zoom_total for planes [begin, end) of h x w floats: each plane plus its clipped zoom by each of
+ * `factors` zooms, added in order. Zoom k reads the crop at (top, left) of crop_h x crop_w
+ * (ints[7k .. 7k + 3]) as torch's align-corners bilinear resize does for output pixel (y + trim_top,
+ * x + trim_left) (ints[7k + 4], ints[7k + 5]): source = scale * index in float32 (scales[2k], [2k + 1]),
+ * truncated, the next row or column unless at the crop's last, weights 1 - l and l, rounded as
+ * torch's CPU kernel that resize takes (ints[6k + 6]): 0, its generic kernel,
+ * fma(wy0, fma(wx0, a, wx1 * b), wy1 * fma(wx0, c, wx1 * d)); 1, its channels-last kernel, the
+ * four corner weights' products wy0 * wx0, ... summed as fma(d, w11, fma(c, w10, fma(a, w00, b * w01))).
+ * The row and column tables of every zoom are made once; each output row gathers its zooms' four
+ * corners with upscale_row's permutations (from a copy of the plane: it reads ahead) and
+ * accumulates in cache. A positive `divisor` gives ZoomBlur's mean instead: the sum / divisor,
+ * clamped to [0, 1]. */
+void robench_zoom_total(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
+                        int64_t factors, const int32_t *ints, const float *scales, float divisor) {
+    int32_t *row_at = malloc((size_t)(factors * (2 * h + 2 * w)) * sizeof(int32_t));
+    float *weights = malloc((size_t)(factors * (2 * h + 2 * w) + 5 * w + h * w + 8) * sizeof(float));
+    if (row_at == NULL || weights == NULL) abort();
+    int32_t *row_step = row_at + factors * h, *col_at = row_step + factors * h, *col_next = col_at + factors * w;
+    float *wy = weights, *wx = weights + factors * 2 * h, *acc = wx + factors * 2 * w;
+    float *corner = acc + w; /* a row's four corners per column: a, b (top row), c, d (the row below) */
+    float *plane = corner + 4 * w; /* the plane, + 8: upscale_row reads ahead */
+    for (int64_t k = 0; k < factors; ++k) {
+        const int32_t *g = ints + 7 * k;
+        for (int64_t y = 0; y < h; ++y) {
+            const float source = scales[2 * k] * (float)(y + g[4]);
+            const int32_t y0 = (int32_t)source;
+            const float l = source - (float)y0;
+            row_at[k * h + y] = (g[0] + y0) * (int32_t)w + g[1];
+            row_step[k * h + y] = y0 < g[2] - 1 ? (int32_t)w : 0;
+            wy[2 * (k * h + y)] = 1.0f - l;
+            wy[2 * (k * h + y) + 1] = l;
+        }
+        for (int64_t x = 0; x < w; ++x) { /* a scale under 1: columns advance by 0 or 1 (upscale_row) */
+            const float source = scales[2 * k + 1] * (float)(x + g[5]);
+            const int32_t x0 = (int32_t)source;
+            const float l = source - (float)x0;
+            col_at[k * w + x] = x0;
+            col_next[k * w + x] = x0 < g[3] - 1 ? x0 + 1 : x0;
+            wx[k * 2 * w + x] = 1.0f - l;
+            wx[k * 2 * w + w + x] = l;
+        }
+    }
+    for (int64_t p = begin; p < end; ++p) {
+        memcpy(plane, images + p * h * w, (size_t)(h * w) * sizeof(float));
+        for (int64_t y = 0; y < h; ++y) {
+            memcpy(acc, plane + y * w, (size_t)w * sizeof(float));
+            for (int64_t k = 0; k < factors; ++k) {
+                const float *top = plane + row_at[k * h + y], *below = top + row_step[k * h + y];
+                const float wy0 = wy[2 * (k * h + y)], wy1 = wy[2 * (k * h + y) + 1];
+                const float *restrict wx0 = wx + k * 2 * w, *restrict wx1 = wx0 + w;
+                float *restrict a = corner, *restrict b = a + w, *restrict c = b + w, *restrict d = c + w;
+                upscale_row(top, a, col_at + k * w, w);
+                upscale_row(top, b, col_next + k * w, w);
+                upscale_row(below, c, col_at + k * w, w);
+                upscale_row(below, d, col_next + k * w, w);
+                float *restrict sum = acc;
+                if (g_corners(ints, k)) {
+                    for (int64_t x = 0; x < w; ++x) {
+                        const float w00 = wy0 * wx0[x], w01 = wy0 * wx1[x], w10 = wy1 * wx0[x], w11 = wy1 * wx1[x];
+                        sum[x] += fmaf(d[x], w11, fmaf(c[x], w10, fmaf(a[x], w00, b[x] * w01)));
+                    }
+                    continue;
+                }
+                for (int64_t x = 0; x < w; ++x)
+                    sum[x] += fmaf(wy0, fmaf(wx0[x], a[x], wx1[x] * b[x]), wy1 * fmaf(wx0[x], c[x], wx1[x] * d[x]));
+            }
+            if (divisor > 0.0f) /* ZoomBlur's mean, clamped as torch's clamp_ (NaN stays) */
+                for (int64_t x = 0; x < w; ++x) acc[x] = clamp01(acc[x] / divisor);
+            memcpy(out + p * h * w + y * w, acc, (size_t)w * sizeof(float));
+        }
+    }
+    free(row_at);
+    free(weights);
+}
+
 /* ---- JPEG round trip (plugins/distortions/_jpeg.py, libjpeg's integer arithmetic) ---- */
 
 enum { F0298 = 2446, F0390 = 3196, F0541 = 4433, F0765 = 6270, F0899 = 7373, F1175 = 9633,
