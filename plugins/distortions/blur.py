@@ -275,11 +275,9 @@ def zoom_total(images: torch.Tensor, factors: tuple[float, ...], centre_trim: bo
     """``images`` plus its :func:`clipped_zoom` by each factor, added in order; image ``b``'s
     zoom by ``factors[i]`` weighted by ``uses[b, i]`` (0 or 1) if given. On a GPU one fused
     kernel interpolates every zoom of a pixel in registers (torch's bilinear arithmetic, FMAs
-    included) instead of one interpolation and one addition per factor; on the CPU a C kernel
-    does the same, an output row at a time (:func:`_zoom_in_c`)."""
+    included) instead of one interpolation and one addition per factor (on the CPU,
+    ``ZoomBlur.apply`` takes :func:`_zoom_in_c` instead)."""
     b, c, h, w = images.shape
-    if native.takes(images) and uses is None and factors:
-        return _zoom_in_c(images, factors, centre_trim)
     if _ZOOM_KERNEL.available(images.device) and images.dtype == torch.float32 and factors:
         geometry = [_zoom_geometry(h, w, f, centre_trim) for f in factors]
         ints = _device.constant(tuple(v for g in geometry for v in (g[0], g[1], g[2], g[3], g[6], g[7])),

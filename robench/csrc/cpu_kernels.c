@@ -386,14 +386,12 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
 
 /* ---- Zoom blur (plugins/distortions/blur.py: zoom_total) ---- */
 
-static inline int g_corners(const int32_t *ints, int64_t k) { return ints[7 * k + 6]; }
-
 /* zoom_total for planes [begin, end) of h x w floats: each plane plus its clipped zoom by each of
  * `factors` zooms, added in order. Zoom k reads the crop at (top, left) of crop_h x crop_w
  * (ints[7k .. 7k + 3]) as torch's align-corners bilinear resize does for output pixel (y + trim_top,
  * x + trim_left) (ints[7k + 4], ints[7k + 5]): source = scale * index in float32 (scales[2k], [2k + 1]),
  * truncated, the next row or column unless at the crop's last, weights 1 - l and l, rounded as
- * torch's CPU kernel that resize takes (ints[6k + 6]): 0, its generic kernel,
+ * torch's CPU kernel that resize takes (ints[7k + 6]): 0, its generic kernel,
  * fma(wy0, fma(wx0, a, wx1 * b), wy1 * fma(wx0, c, wx1 * d)); 1, its channels-last kernel, the
  * four corner weights' products wy0 * wx0, ... summed as fma(d, w11, fma(c, w10, fma(a, w00, b * w01))).
  * The row and column tables of every zoom are made once; each output row gathers its zooms' four
@@ -444,7 +442,7 @@ void robench_zoom_total(const float *images, float *out, int64_t begin, int64_t 
                 upscale_row(below, c, col_at + k * w, w);
                 upscale_row(below, d, col_next + k * w, w);
                 float *restrict sum = acc;
-                if (g_corners(ints, k)) {
+                if (ints[7 * k + 6]) { /* torch's channels-last kernel */
                     for (int64_t x = 0; x < w; ++x) {
                         const float w00 = wy0 * wx0[x], w01 = wy0 * wx1[x], w10 = wy1 * wx0[x], w11 = wy1 * wx1[x];
                         sum[x] += fmaf(d[x], w11, fmaf(c[x], w10, fmaf(a[x], w00, b[x] * w01)));
