@@ -58,6 +58,21 @@ static inline lanes8 load8(const float *p) {
     return v;
 }
 
+/* The widest float32 vector of the machine for loops over columns: WIDE lanes (16 with AVX-512,
+ * whose 512-bit registers made the blurs' sums 1.2-1.3x faster here, else 8). */
+#if defined(__AVX512F__)
+#define WIDE 16
+#else
+#define WIDE 8
+#endif
+typedef float wide_floats __attribute__((vector_size(4 * WIDE)));
+
+static inline wide_floats load_wide(const float *p) {
+    wide_floats v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
 /* A normal value z as it is (DRAW) or as the noise it adds to x: GAUSSIAN x + sigma * z, SPECKLE
  * x * (1 + sigma * z), clamped to [0, 1]. */
 static inline __attribute__((always_inline)) float with_noise(const int kind, float x, float z, float sigma) {
@@ -902,11 +917,11 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
  * j = 1 .. radius, in the values' type. */
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
 
-/* Four float64 lanes (one AVX register, two SSE ones). */
-typedef double lanes4d __attribute__((vector_size(32)));
+/* float64 vectors as wide as wide_floats: WIDE / 2 lanes. */
+typedef double wide_doubles __attribute__((vector_size(4 * WIDE)));
 
-static inline lanes4d load4d(const double *p) {
-    lanes4d v;
+static inline wide_doubles load_wide_doubles(const double *p) {
+    wide_doubles v;
     memcpy(&v, p, sizeof v);
     return v;
 }
@@ -928,6 +943,11 @@ static inline lanes4d load4d(const double *p) {
             }                                                                                                   \
             memcpy(y + x, a, sizeof a);                                                                         \
         }                                                                                                       \
+        for (; x + LANES <= n; x += LANES) { /* what is left of whole vectors, one at a time */               \
+            V a = t[0] * LOAD(centre + x);                                                                      \
+            for (int64_t j = 1; j <= r; ++j) a += t[j] * (LOAD(before[j] + x) + LOAD(after[j] + x));           \
+            memcpy(y + x, &a, sizeof a);                                                                        \
+        }                                                                                                       \
         for (; x < n; ++x) {                                                                                    \
             T a = t[0] * centre[x];                                                                             \
             for (int64_t j = 1; j <= r; ++j) a += t[j] * (before[j][x] + after[j][x]);                          \
@@ -935,8 +955,8 @@ static inline lanes4d load4d(const double *p) {
         }                                                                                                       \
     }
 
-SYMMETRIC_SUM(symmetric_sum, float, lanes8, 8, load8)
-SYMMETRIC_SUM(symmetric_sum_f64, double, lanes4d, 4, load4d) /* spatter's float64 fields */
+SYMMETRIC_SUM(symmetric_sum, float, wide_floats, WIDE, load_wide)
+SYMMETRIC_SUM(symmetric_sum_f64, double, wide_doubles, WIDE / 2, load_wide_doubles) /* spatter's float64 fields */
 
 /* The blur's body for value type T and the row sum SUM (float32: symmetric_sum; float64:
  * symmetric_sum_f64); the taps are of type T too. */
@@ -1028,11 +1048,11 @@ void robench_defocus(const float *images, float *out, const int64_t *row_source,
             float *restrict sums = ring + (q % span) * ring_row;
             const float *restrict centred = smooth + reach;
             int64_t x = 0;
-            for (; x + 8 <= w; x += 8) { /* each wider sum the narrower plus its two new ends */
-                lanes8 v = load8(centred + x);
+            for (; x + WIDE <= w; x += WIDE) { /* each wider sum the narrower plus its two new ends */
+                wide_floats v = load_wide(centred + x);
                 memcpy(sums + x, &v, sizeof v);
                 for (int64_t d = 1; d <= reach; ++d) {
-                    v += load8(centred + x - d) + load8(centred + x + d);
+                    v += load_wide(centred + x - d) + load_wide(centred + x + d);
                     memcpy(sums + d * w + x, &v, sizeof v);
                 }
             }
@@ -1049,16 +1069,23 @@ void robench_defocus(const float *images, float *out, const int64_t *row_source,
             float *restrict o = out + p * h * w + y * w;
             const float *restrict centre = padded + (pad + y) * wp + pad;
             x = 0;
-            for (; x + 8 * DISK_BLOCK <= w; x += 8 * DISK_BLOCK) {
-                lanes8 a[DISK_BLOCK] = {0}, c[DISK_BLOCK] = {0};
+            for (; x + WIDE * DISK_BLOCK <= w; x += WIDE * DISK_BLOCK) {
+                wide_floats a[DISK_BLOCK] = {0}, c[DISK_BLOCK] = {0};
                 for (int64_t j = 0; j < span; ++j)
-                    for (int i = 0; i < DISK_BLOCK; ++i) a[i] += load8(rows[j] + x + 8 * i);
+                    for (int i = 0; i < DISK_BLOCK; ++i) a[i] += load_wide(rows[j] + x + WIDE * i);
                 for (int64_t t = 0; t < taps; ++t) {
                     const float *at = centre + dy[t] * wp + dx[t] + x;
-                    for (int i = 0; i < DISK_BLOCK; ++i) c[i] += weights[t] * load8(at + 8 * i);
+                    for (int i = 0; i < DISK_BLOCK; ++i) c[i] += weights[t] * load_wide(at + WIDE * i);
                 }
                 for (int i = 0; i < DISK_BLOCK; ++i) a[i] = a[i] * scale + c[i];
                 memcpy(o + x, a, sizeof a);
+            }
+            for (; x + WIDE <= w; x += WIDE) { /* whole vectors left, one at a time */
+                wide_floats a = {0}, c = {0};
+                for (int64_t j = 0; j < span; ++j) a += load_wide(rows[j] + x);
+                for (int64_t t = 0; t < taps; ++t) c += weights[t] * load_wide(centre + dy[t] * wp + dx[t] + x);
+                a = a * scale + c;
+                memcpy(o + x, &a, sizeof a);
             }
             for (; x < w; ++x) {
                 float a = 0.0f, c = 0.0f;
