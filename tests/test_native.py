@@ -298,6 +298,21 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch)
 
 
 @needs_compiler
+def test_the_pixelate_kernel_streams_a_large_output_exactly(monkeypatch) -> None:
+    """Past 16 MiB of output per thread the kernel writes rows with non-temporal stores, from the
+    first 32-byte boundary of each row on: rows 1,357 values long start at every alignment."""
+    images = torch.rand(1, 3, 1031, 1357, generator=torch.Generator().manual_seed(5))
+    distortion = Registry(entry_points=False).get("distortion", "pixelate")()
+    seeds = sample_seeds(0, torch.arange(1))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # one part of 4.2 M values: it streams
+    try:
+        _same(*_both_paths(monkeypatch, lambda: [distortion(images, 5, BatchRNG(seeds))]))
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_compiler
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_zoom_kernel_rounds_as_torchs_resize_kernels(monkeypatch, threads: int) -> None:
     """torch's CPU bilinear resize rounds as one of two kernels, by output size (rows plus columns
