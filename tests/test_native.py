@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -297,6 +298,17 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch)
     _same(*_both_paths(monkeypatch, make))
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``count`` inside, restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @needs_compiler
 def test_the_pixelate_kernel_streams_a_large_output_exactly(monkeypatch) -> None:
     """Past 16 MiB of output per thread the kernel writes rows with non-temporal stores, from the
@@ -304,12 +316,8 @@ def test_the_pixelate_kernel_streams_a_large_output_exactly(monkeypatch) -> None
     images = torch.rand(1, 3, 1031, 1357, generator=torch.Generator().manual_seed(5))
     distortion = Registry(entry_points=False).get("distortion", "pixelate")()
     seeds = sample_seeds(0, torch.arange(1))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # one part of 4.2 M values: it streams
-    try:
+    with _torch_threads(1):  # one part of 4.2 M values: it streams
         _same(*_both_paths(monkeypatch, lambda: [distortion(images, 5, BatchRNG(seeds))]))
-    finally:
-        torch.set_num_threads(before)
 
 
 @needs_compiler
@@ -326,12 +334,8 @@ def test_the_zoom_kernel_rounds_as_torchs_resize_kernels(monkeypatch, threads: i
     def make() -> list[torch.Tensor]:
         return [distortion(images, severity, BatchRNG(seeds)) for images in batches for severity in (1, 5)]
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with _torch_threads(threads):
         _same(*_both_paths(monkeypatch, make))
-    finally:
-        torch.set_num_threads(before)
 
 
 @needs_compiler
