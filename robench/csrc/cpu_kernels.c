@@ -231,9 +231,9 @@ static void box_pass(const int32_t *restrict in, int32_t *restrict out, int64_t 
         for (int32_t i = lo[o]; i < hi[o]; ++i)
             for (int64_t k = 0; k < count; ++k) sum[k] += in[i * count + k];
         if (weight == NULL) continue;
-        const int64_t scale = weight[o];
+        const int32_t scale = weight[o]; /* in int32 as Pillow: the product stays below 2^31 */
         for (int64_t k = 0; k < count; ++k) {
-            const int32_t value = (int32_t)(((int64_t)sum[k] * scale + (1 << 21)) >> 22);
+            const int32_t value = (sum[k] * scale + (1 << 21)) >> 22;
             sum[k] = value < 0 ? 0 : (value > 255 ? 255 : value);
         }
     }
@@ -327,14 +327,13 @@ static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t
             memcpy(&value, in + 8 * i, sizeof value);
             sum += value;
         }
-        int32_t *restrict result = out + 8 * o;
-        memcpy(result, &sum, sizeof sum);
-        if (weight == NULL) continue;
-        const int64_t scale = weight[o];
-        for (int k = 0; k < 8; ++k) {
-            const int32_t v = (int32_t)(((int64_t)result[k] * scale + (1 << 21)) >> 22);
-            result[k] = v < 0 ? 0 : (v > 255 ? 255 : v);
+        if (weight != NULL) { /* in int32 as Pillow: the product stays below 2^31 */
+            sum = (sum * weight[o] + (1 << 21)) >> 22;
+            sum &= ~(sum < 0); /* comparisons give -1 (all bits) where true */
+            const int_lanes8 over = sum > 255;
+            sum = (sum & ~over) | (over & 255);
         }
+        memcpy(out + 8 * o, &sum, sizeof sum);
     }
 }
 
