@@ -20,6 +20,7 @@ from reference import real_images, reference
 REGISTRY = Registry(entry_points=False)
 TABLES = {"cifar-10-c": (32, 32), "imagenet-c": (128, 8)}  # table -> (image size, image count)
 TOLERANCE = 0.01  # of mean SSIM between consecutive severities
+REFERENCE_IMAGES = 4  # the reference's glass blur loops over pixels in Python: 14 s for 4 images at 128 px
 EXCEPTIONS = {
     ("glass_blur", "imagenet-c"): "iterations 2, 1, 3, 2, 2 across severities; the reference dips the same way",
     ("snow", "imagenet-c"): "severity 3 zooms the snow 4x past a .9 threshold; the reference dips the same way",
@@ -63,8 +64,8 @@ def test_damage_does_not_decrease_with_severity(name: str, table: str) -> None:
 
 @pytest.mark.parametrize("name", [n for n, t in EXCEPTIONS if t == "imagenet-c"])
 def test_listed_imagenet_dips_are_the_references_own(name: str) -> None:
-    size, count = TABLES["imagenet-c"]
-    images = real_images(count, size)
+    size, _ = TABLES["imagenet-c"]
+    images = real_images(REFERENCE_IMAGES, size)
     theirs = [mean_ssim(images, reference(name, images, s, seed=s)) for s in range(1, 6)]
     mine = dips(ssim_by_severity(name, "imagenet-c"))
     assert mine and set(mine) <= set(dips(theirs)), (mine, np.round(theirs, 3))
