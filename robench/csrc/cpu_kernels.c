@@ -250,6 +250,13 @@ typedef int32_t int_lanes8 __attribute__((vector_size(32)));
 #define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (int_lanes8){i0, i1, i2, i3, i4, i5, i6, i7})
 #endif
 
+/* Each lane clamped to 0 .. 255. */
+static inline int_lanes8 clamp255_lanes(int_lanes8 v) {
+    v &= ~(v < 0); /* comparisons give -1 (all bits) where true */
+    const int_lanes8 over = v > 255;
+    return (v & ~over) | (over & 255);
+}
+
 static inline void transpose8(int_lanes8 r[8]) {
     int_lanes8 t[8], u[8];
     for (int i = 0; i < 8; i += 2) { /* pairs of rows, 32-bit interleaved */
@@ -328,10 +335,7 @@ static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t
             sum += value;
         }
         if (weight != NULL) { /* in int32 as Pillow: the product stays below 2^31 */
-            sum = (sum * weight[o] + (1 << 21)) >> 22;
-            sum &= ~(sum < 0); /* comparisons give -1 (all bits) where true */
-            const int_lanes8 over = sum > 255;
-            sum = (sum & ~over) | (over & 255);
+            sum = clamp255_lanes((sum * weight[o] + (1 << 21)) >> 22);
         }
         memcpy(out + 8 * o, &sum, sizeof sum);
     }
@@ -566,12 +570,7 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
             for (int i = 0; i < 8; ++i) v[i] = (v[i] + 1024) >> 11;
             transpose8(v); /* the row pass */
             idct_lanes(v);
-            for (int i = 0; i < 8; ++i) {
-                int_lanes8 value = ((v[i] + 131072) >> 18) + 128;
-                value &= ~(value < 0); /* comparisons give -1 (all bits) where true */
-                const int_lanes8 over = value > 255;
-                v[i] = (value & ~over) | (over & 255);
-            }
+            for (int i = 0; i < 8; ++i) v[i] = clamp255_lanes(((v[i] + 131072) >> 18) + 128);
             transpose8(v);
             for (int r = 0; r < 8; ++r) memcpy(plane + (by + r) * cols + bx, &v[r], sizeof v[r]);
         }
