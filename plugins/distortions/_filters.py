@@ -100,6 +100,8 @@ _BLUR_KERNEL = FusedKernel("gaussian blur")
 # (radius 6, a choice per image) went 50,000-53,000 -> 57,000 images/s and its severity mix
 # 35,000-49,000 -> 55,000, elastic_transform (7) held 80,000-85,000, but gaussian_blur (12; its
 # mix 24) fell 133,000 -> 54,000 and spatter (its float64 field, 8) 95,000-102,000 -> 85,000.
+# One blur alone (H200, stop 22, `benchmarks/gpu_blur_cap.py`): direct sums are faster only up to
+# radius 3; the cap admits glass_blur's radii for exactness (its uint8 cut needs the CPU's sums).
 _FUSED_BLUR_MAX_RADIUS = 7
 
 
