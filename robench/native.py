@@ -56,9 +56,9 @@ _SIGNATURES = {
     "robench_plasma_maps": (_p, _c_int64, _c_int64, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _p),
     "robench_fog": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_gaussian_blur": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
-                              _c_int64),
+                              _c_int64, _c_int64),
     "robench_gaussian_blur_f64": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
-                                  _c_int64),
+                                  _c_int64, _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_defocus": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _p, _c_int64, ctypes.c_float, _p, _p, _p,
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
@@ -459,12 +459,12 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, d
 
 
 def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor, which: torch.Tensor | None,
-                  row_source: torch.Tensor, col_source: torch.Tensor) -> torch.Tensor:
+                  row_source: torch.Tensor, col_source: torch.Tensor, clamp: bool = False) -> torch.Tensor:
     """``_filters.gaussian_blur_each`` on the CPU as a direct separable sum: float32 or float64
     images ``(B, ..., H, W)``; each choice's half-kernels (``(S, 2, R + 1)`` of the images' dtype:
     vertical, horizontal; centre tap first) and radii (int64 ``(S, 2)``); each image's choice
     (int64 ``(B,)``; None: the first); the source row and column (int64) of each position of the
-    image padded by R."""
+    image padded by R; with ``clamp``, the result clamped to [0, 1] as it is written."""
     images = images.contiguous()
     out = torch.empty_like(images)
     h, w = images.shape[-2:]
@@ -479,7 +479,7 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
     def part(begin: int, end: int) -> None:
         function(images.data_ptr(), out.data_ptr(), taps.data_ptr(), radius.data_ptr(),
                  which.data_ptr() if which is not None else None, row_source.data_ptr(), col_source.data_ptr(),
-                 taps.shape[-1] - 1, begin, end, planes, h, w)
+                 taps.shape[-1] - 1, begin, end, planes, h, w, int(clamp))
 
     parallel(part, images.numel() // (h * w), images.numel() * taps.shape[-1])
     return out

@@ -154,6 +154,19 @@ def test_the_blur_kernel_agrees_with_the_torch_path_in_every_border_mode(monkeyp
         assert a.shape == b.shape and a.dtype == b.dtype == dtype and (a - b).abs().max() < tolerance
 
 
+@needs_compiler
+@pytest.mark.usefixtures("blur_in_c_at_every_width")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_blur_kernels_clamp_equals_clamping_afterwards(dtype: torch.dtype) -> None:
+    """``clamp=True`` clamps each row as C writes it: the same values as ``clamp_(0, 1)`` after."""
+    images = torch.rand(3, 2, 9, 30, generator=torch.Generator().manual_seed(4), dtype=dtype) * 2 - 0.5
+    sigmas, which = (0.5, (2.0, 1.0)), torch.tensor([0, 1, 1])
+    clamped = gaussian_blur_each(images, sigmas, which, clamp=True)
+    blurred = gaussian_blur_each(images, sigmas, which)
+    assert (blurred < 0).any() and (blurred > 1).any()  # the clamp has work to do
+    assert torch.equal(clamped, blurred.clamp_(0.0, 1.0))
+
+
 DISKS = blur._DEFOCUS["imagenet-c"] + blur._DEFOCUS["cifar-10-c"]
 
 

@@ -52,7 +52,7 @@ def gaussian_blur(
 
 def gaussian_blur_each(
     images: torch.Tensor, sigmas: tuple[float | tuple[float, float], ...], which: torch.Tensor,
-    mode: str = "replicate", truncate: float = 4.0,
+    mode: str = "replicate", truncate: float = 4.0, clamp: bool = False,
 ) -> torch.Tensor:
     """:func:`gaussian_blur` of image ``b`` with ``sigmas[which[b]]``, for the whole batch at once.
 
@@ -60,19 +60,21 @@ def gaussian_blur_each(
         images: ``(B, ..., H, W)``.
         sigmas: the choices of sigma (each a float or (rows, columns)).
         which: int64 ``(B,)`` on the images' device: each image's index into ``sigmas``.
+        clamp: clamp the result to [0, 1] (in C, as each row is written: no second pass).
     """
     if _in_c(images) and images.dim() >= 3:  # a direct sum in C
-        return _native_blur(images, sigmas, which, mode, truncate)
+        return _native_blur(images, sigmas, which, mode, truncate, clamp)
+    blurred = None
     if _fused(images) and images.dim() >= 3:  # the same direct sum in a GPU's kernels
         blurred = _fused_blur(images, sigmas, which, mode, truncate)
-        if blurred is not None:
-            return blurred
-    h, w = images.shape[-2:]
-    rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
-    batch = (images.shape[0],) + (1,) * (images.dim() - 3)
-    rows = rows.index_select(0, which).view(*batch, h, h)
-    cols = cols.index_select(0, which).view(*batch, w, w)
-    return rows @ images @ cols.transpose(-1, -2)
+    if blurred is None:
+        h, w = images.shape[-2:]
+        rows, cols = _filter_stacks(h, w, sigmas, mode, truncate, images.device, images.dtype)
+        batch = (images.shape[0],) + (1,) * (images.dim() - 3)
+        rows = rows.index_select(0, which).view(*batch, h, h)
+        cols = cols.index_select(0, which).view(*batch, w, w)
+        blurred = rows @ images @ cols.transpose(-1, -2)
+    return blurred.clamp_(0.0, 1.0) if clamp else blurred
 
 
 # Below this width the banded matrix products are as fast as the direct sums in C on the CPU, or
@@ -173,15 +175,15 @@ if triton is not None:
         tl.store(out_ptr + lane, sums, mask=mask)
 
 
-def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float
-                 ) -> torch.Tensor:
+def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float,
+                 clamp: bool = False) -> torch.Tensor:
     """:func:`gaussian_blur_each` through :func:`robench.native.gaussian_blur` (float32 and float64
     CPU images)."""
     taps, radius = _half_kernels(sigmas, truncate, images.dtype)
     reach = taps.shape[-1] - 1
     h, w = images.shape[-2:]
     return native.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
-                                _border_index(w, reach, reach, mode, "cpu"))
+                                _border_index(w, reach, reach, mode, "cpu"), clamp)
 
 
 @functools.lru_cache(maxsize=64)

@@ -67,7 +67,7 @@ class GaussianBlur(_device.WholeBatchInC, MixedPass):
 
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         sigmas = _GAUSSIAN[self.table(*images.shape[-2:])]
-        return gaussian_blur_each(images, sigmas, self.severity_index(severities, images.device)).clamp_(0.0, 1.0)
+        return gaussian_blur_each(images, sigmas, self.severity_index(severities, images.device), clamp=True)
 
 
 class DefocusBlur(_device.WholeBatchInC, Distortion):
@@ -138,7 +138,7 @@ class GlassBlur(MixedPass):
         each = self.per_sample([count for _, _, count in table], severities, images).view(-1) \
             if len(set(counts)) > 1 else None
         displaced = _local_copies(blurred, shifts.pop(), max(counts), rng, each)
-        return gaussian_blur_each(displaced, sigmas, which).clamp_(0.0, 1.0)
+        return gaussian_blur_each(displaced, sigmas, which, clamp=True)
 
 
 class MotionBlur(_device.WholeBatchInC, MixedPass):

@@ -912,7 +912,8 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
  * 1, 2, ..., radius[2 s + axis] (axis 0 vertical, 1 horizontal). Borders follow row_source /
  * col_source: the source row (column) of each padded position -reach .. h + reach - 1
  * (w + reach - 1). Each pass adds the centre term, then the pairs t[j] * (before + after) for
- * j = 1 .. radius, in the values' type. */
+ * j = 1 .. radius, in the values' type. With clamp set, the output is clamped to [0, 1] (each row
+ * as it is written, instead of another pass over the batch). */
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
 
 /* float64 vectors as wide as wide_floats: WIDE / 2 lanes. */
@@ -961,7 +962,7 @@ SYMMETRIC_SUM(symmetric_sum_f64, double, wide_doubles, WIDE / 2, load_wide_doubl
 #define GAUSSIAN_BLUR(NAME, T, SUM)                                                                            \
     void NAME(const T *images, T *out, const T *taps, const int64_t *radius, const int64_t *which,              \
               const int64_t *row_source, const int64_t *col_source, int64_t reach, int64_t begin, int64_t end,  \
-              int64_t planes, int64_t h, int64_t w) {                                                           \
+              int64_t planes, int64_t h, int64_t w, int64_t clamp) {                                            \
         T *tmp = malloc((size_t)(h * w + w + 2 * reach) * sizeof(T));                                           \
         const T **rows = malloc((size_t)(2 * (reach + 1)) * sizeof(T *));                                       \
         if (tmp == NULL || rows == NULL) abort();                                                               \
@@ -984,9 +985,17 @@ SYMMETRIC_SUM(symmetric_sum_f64, double, wide_doubles, WIDE / 2, load_wide_doubl
                 before[j] = padded + reach - j;                                                                 \
                 after[j] = padded + reach + j;                                                                  \
             }                                                                                                   \
-            for (int64_t y = 0; y < h; ++y) {                                                                   \
-                for (int64_t q = 0; q < w + 2 * reach; ++q) padded[q] = tmp[y * w + col_source[q]];             \
-                SUM(out + p * h * w + y * w, padded + reach, before, after, t, r, w);                           \
+            for (int64_t y = 0; y < h; ++y) { /* the row as it is, its borders from their sources */          \
+                const T *row = tmp + y * w;                                                                     \
+                memcpy(padded + reach, row, (size_t)w * sizeof(T));                                             \
+                for (int64_t q = 0; q < reach; ++q) {                                                           \
+                    padded[q] = row[col_source[q]];                                                             \
+                    padded[w + reach + q] = row[col_source[w + reach + q]];                                     \
+                }                                                                                               \
+                T *o = out + p * h * w + y * w;                                                                 \
+                SUM(o, padded + reach, before, after, t, r, w);                                                 \
+                if (clamp)                                                                                      \
+                    for (int64_t x = 0; x < w; ++x) o[x] = o[x] < (T)0 ? (T)0 : (o[x] > (T)1 ? (T)1 : o[x]);     \
             }                                                                                                   \
         }                                                                                                       \
         free(rows);                                                                                             \
