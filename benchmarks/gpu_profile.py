@@ -135,7 +135,7 @@ def step_parts(device: torch.device, batch: int, steps: int, repeat: int) -> Non
     from robench_plugins.methods.asym_kd import _frozen_copy, _teacher_features
 
     method = build_method(Registry(entry_points=False), parse_method_spec("asym_kd"))
-    frozen = _frozen_copy(backbone)
+    frozen = _frozen_copy(backbone, torch.bfloat16 if device.type == "cuda" else None)  # as asym_kd's default
     blocks = method._blocks(len(frozen.blocks))
 
     def kd_teacher() -> None:

@@ -277,7 +277,7 @@ def _store_cls_row(store: dict[int, torch.Tensor], key: int, attn: nn.Module):
         parts = qkv.reshape(b, n, 3, heads, -1)
         q = attn.q_norm(parts[:, :1, 0].transpose(1, 2))  # (B, heads, 1, D)
         k = attn.k_norm(parts[:, :, 1].transpose(1, 2))  # (B, heads, N, D)
-        store[key] = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        store[key] = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1, dtype=torch.float32)
 
     return hook
 

@@ -11,6 +11,7 @@ can be set the same way, e.g. ``asym_kd:attn_rows=all:lr=3e-4``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -62,6 +63,11 @@ class AsymKDOptions:
             and compute each only once (implies ``variants``, 4 unless set); skipped, with a
             warning, when they would take more than ``teacher_cache_gb``. The losses are those
             of the uncached path with the same variants.
+        teacher_bf16: on a GPU, the frozen teacher runs in bf16 weights and activations, outside
+            the student's autocast (whose float32 layer norms and residual stream, and the casts
+            between them, cost the teacher's forward time): its targets to bf16 precision, its
+            attention rows' softmax in float32. False: the teacher under autocast, as the
+            student. CPU runs are float32 either way.
         lr, weight_decay, warmup_fraction, max_grad_norm: the shared AdamW recipe, with the same
             defaults as ``finetune`` (5e-4 suits the tiny default ViT; a hub ViT-S/B usually
             wants about 1e-4).
@@ -79,6 +85,7 @@ class AsymKDOptions:
     variants: int | None = None
     teacher_cache: bool = False
     teacher_cache_gb: float = 2.0
+    teacher_bf16: bool = True
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
@@ -112,7 +119,8 @@ class AsymKD(Method):
         one teacher pass per batch: the contexts hand out the same clean images in the same
         order, so each student's losses are exactly those of its own :meth:`fit`."""
         opt = self.options
-        teacher = _frozen_copy(contexts[0].backbone)
+        low_precision = opt.teacher_bf16 and contexts[0].device.type == "cuda"
+        teacher = _frozen_copy(contexts[0].backbone, torch.bfloat16 if low_precision else None)
         blocks = self._blocks(len(teacher.blocks))
         variants = opt.variants or (DEFAULT_VARIANTS if opt.teacher_cache else None)
         cache = _TeacherCache.create(contexts[0], variants, opt.teacher_cache_gb) if opt.teacher_cache else None
@@ -259,16 +267,23 @@ def _map(features: ViTFeatures, fn) -> ViTFeatures:
 
 
 def _teacher_features(teacher: nn.Module, clean: torch.Tensor, blocks: _Blocks) -> ViTFeatures:
-    """The teacher's targets on clean images (only the attention rows the loss reads)."""
-    with torch.inference_mode():  # cheaper than no_grad; the targets are copied out of it below
-        target = extract_features(teacher, clean, attn_blocks=blocks.attn, token_blocks=blocks.earlier,
+    """The teacher's targets on clean images (only the attention rows the loss reads); a teacher
+    in a low precision (:func:`_frozen_copy`) runs in it, outside any autocast."""
+    dtype = next(teacher.parameters()).dtype
+    plain = torch.autocast(clean.device.type, enabled=False) if dtype != clean.dtype else contextlib.nullcontext()
+    # inference mode is cheaper than no_grad; the targets are copied out of it below
+    with torch.inference_mode(), plain:
+        target = extract_features(teacher, clean.to(dtype), attn_blocks=blocks.attn, token_blocks=blocks.earlier,
                                   attn_rows=blocks.rows)
     return _normal_tensors(target)
 
 
-def _frozen_copy(model: nn.Module) -> nn.Module:
-    """The teacher: a copy in eval mode whose parameters never require gradients."""
+def _frozen_copy(model: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """The teacher: a copy in eval mode (in ``dtype``, if given) whose parameters never require
+    gradients."""
     teacher = copy.deepcopy(model).eval()
+    if dtype is not None:
+        teacher.to(dtype)
     for param in teacher.parameters():
         param.requires_grad_(False)
     return teacher

@@ -46,8 +46,8 @@ def test_teacher_is_frozen_and_bit_identical_after_training(tiny_spec, monkeypat
     teachers = []
     original = asym_kd_module._frozen_copy
 
-    def capture(model):
-        teacher = original(model)
+    def capture(model, *args):
+        teacher = original(model, *args)
         teachers.append((teacher, copy.deepcopy(teacher.state_dict())))
         return teacher
 

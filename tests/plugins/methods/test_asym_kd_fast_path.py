@@ -24,15 +24,16 @@ CPU = torch.device("cpu")
 N_TRAIN, BATCH = 24, 8  # 3 steps per epoch
 
 
-def ctx_for(method: AsymKD, spec: BackboneSpec, distortion: Distortion | None = None, steps: int = 9) -> FitContext:
+def ctx_for(method: AsymKD, spec: BackboneSpec, distortion: Distortion | None = None, steps: int = 9,
+            device: torch.device = CPU) -> FitContext:
     images = (torch.rand(N_TRAIN, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     labels = torch.arange(N_TRAIN) % 4
     labelled = label_budget(labels, 0.25, seed=0, dataset="toy")
     torch.manual_seed(0)
     return FitContext(
-        method=method, backbone=create_backbone(spec, 4), train_images=images, labelled_indices=labelled,
+        method=method, backbone=create_backbone(spec, 4).to(device), train_images=images, labelled_indices=labelled,
         labelled_labels=labels[labelled], num_classes=4, hflip=True, distortion=distortion or GaussianNoise(),
-        severities=(3, 5), dataset="toy", label_fraction=0.25, seed=0, steps=steps, batch_size=BATCH, device=CPU,
+        severities=(3, 5), dataset="toy", label_fraction=0.25, seed=0, steps=steps, batch_size=BATCH, device=device,
     )
 
 
@@ -146,3 +147,43 @@ def test_a_group_that_fails_is_retried_cell_by_cell(tmp_path, caplog) -> None:
     assert "defocus_blur diverged" in next(iter(outcome.failed.values()))
     record = tmp_path / "run" / "cells" / "shapes" / "gaussian_noise" / "fragile_kd" / "seed-0.json"
     assert json.loads(record.read_text())["timing"]["trained_together"] == 1
+
+
+def test_a_bf16_teacher_gives_targets_close_to_the_float32_ones(tiny_spec) -> None:
+    """``teacher_bf16``'s teacher (on a GPU: here on the CPU, where bf16 runs too) is a bf16 copy
+    whose targets are those of the float32 teacher to bf16 precision, attention rows in float32."""
+    backbone = create_backbone(tiny_spec, 4)
+    clean = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    blocks = AsymKD()._blocks(len(backbone.blocks))
+    exact = asym_kd_module._teacher_features(asym_kd_module._frozen_copy(backbone), clean, blocks)
+    teacher = asym_kd_module._frozen_copy(backbone, torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in teacher.parameters())
+    assert all(p.dtype == torch.float32 for p in backbone.parameters())  # the student's copy is untouched
+    low = asym_kd_module._teacher_features(teacher, clean, blocks)
+    assert low.cls.dtype == low.patches.dtype == torch.bfloat16
+    for a, b in ((low.cls, exact.cls), (low.patches, exact.patches)):
+        assert torch.nn.functional.cosine_similarity(a.float(), b, dim=-1).min() > 0.99
+    (key, rows), = low.attentions.items()
+    assert rows.dtype == torch.float32 and (rows - exact.attentions[key]).abs().max() < 0.01
+    torch.testing.assert_close(rows.sum(-1), torch.ones_like(rows.sum(-1)))
+
+
+def test_the_teacher_is_bf16_only_on_a_gpu_and_when_asked(tiny_spec, monkeypatch) -> None:
+    dtypes = []
+    original = asym_kd_module._frozen_copy
+
+    def capture(model, dtype=None):
+        dtypes.append(dtype)
+        return original(model, dtype)
+
+    monkeypatch.setattr(asym_kd_module, "_frozen_copy", capture)
+    for options in (AsymKDOptions(), AsymKDOptions(teacher_bf16=False)):
+        method = AsymKD(options)
+        method.fit(ctx_for(method, tiny_spec, steps=2))
+    assert dtypes == [None, None]  # the CPU: float32 either way
+    if torch.cuda.is_available():
+        dtypes.clear()
+        for options in (AsymKDOptions(), AsymKDOptions(teacher_bf16=False)):
+            method = AsymKD(options)
+            method.fit(ctx_for(method, tiny_spec, steps=2, device=torch.device("cuda")))
+        assert dtypes == [torch.bfloat16, None]
