@@ -1174,21 +1174,17 @@ static inline int64_t reflect101(int64_t i, int64_t size) {
     return i >= size ? period - i : i;
 }
 
-/* Sum of the 3 x 3 window around each value of an h x w plane, borders reflect-101 (_box_sum3;
- * ry / rx: the source row / column of positions -1 .. h / w): rows first, then columns, in
- * float64 (exact for these values). */
-static void box_sum3(const float *restrict x, double *restrict out, double *restrict rows, const int64_t *ry,
-                     const int64_t *rx, int64_t h, int64_t w) {
-    for (int64_t y = 0; y < h; ++y) {
-        const float *a = x + ry[y] * w, *b = x + y * w, *c = x + ry[y + 2] * w;
-        for (int64_t i = 0; i < w; ++i) rows[y * w + i] = ((double)a[i] + (double)b[i]) + (double)c[i];
-    }
-    for (int64_t y = 0; y < h; ++y) {
-        const double *r = rows + y * w;
-        out[y * w] = (r[rx[0]] + r[0]) + r[rx[2]];
-        for (int64_t i = 1; i + 1 < w; ++i) out[y * w + i] = (r[i - 1] + r[i]) + r[i + 1];
-        if (w > 1) out[y * w + w - 1] = (r[w - 2] + r[w - 1]) + r[rx[w + 1]];
-    }
+/* Sum of the 3 x 3 window around each value of row y of an h x w plane into out (w values), borders
+ * reflect-101 (_box_sum3; ry / rx: the source row / column of positions -1 .. h / w): the three
+ * rows first (into `rows`, w values), then columns, in float64 (exact for these values). A row at
+ * a time: the plane of sums never leaves the cache. */
+static void box_sum3_row(const float *restrict x, double *restrict out, double *restrict rows, const int64_t *ry,
+                         const int64_t *rx, int64_t y, int64_t w) {
+    const float *a = x + ry[y] * w, *b = x + y * w, *c = x + ry[y + 2] * w;
+    for (int64_t i = 0; i < w; ++i) rows[i] = ((double)a[i] + (double)b[i]) + (double)c[i];
+    out[0] = (rows[rx[0]] + rows[0]) + rows[rx[2]];
+    for (int64_t i = 1; i + 1 < w; ++i) out[i] = (rows[i - 1] + rows[i]) + rows[i + 1];
+    if (w > 1) out[w - 1] = (rows[w - 2] + rows[w - 1]) + rows[rx[w + 1]];
 }
 
 /* The emboss filter at column i of a row (left / right neighbour columns l / r), clamped to 0..255:
@@ -1328,7 +1324,7 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                            int64_t w) {
     const int64_t n = h * w, pw = w + 2;
     int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 4 * n) * sizeof(int32_t));
-    double *sums = malloc((size_t)(2 * n) * sizeof(double));
+    double *sums = malloc((size_t)(2 * w) * sizeof(double)); /* a row's window sums, and its three rows' */
     float *dist = malloc((size_t)(2 * n + (h + 4) * (w + 4)) * sizeof(float));
     int64_t *ry = malloc((size_t)(h + 2 + w + 2) * sizeof(int64_t));
     float *levels = malloc((size_t)n * sizeof(float));
@@ -1394,11 +1390,14 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                 }
         }
         chamfer_distance(state, frame, dist, h, w);
-        box_sum3(dist, sums, sums + n, ry, rx, h, w); /* cv2.blur on float32, then the uint8 cast */
         int64_t hist[21] = {0};
-        for (int64_t i = 0; i < n; ++i) {
-            work[i] = floorf((float)(sums[i] * (1.0 / 9.0)));
-            hist[(int64_t)work[i]] += 1;
+        for (int64_t y = 0; y < h; ++y) { /* cv2.blur on float32, then the uint8 cast */
+            box_sum3_row(dist, sums, sums + w, ry, rx, y, w);
+            float *restrict row = work + y * w;
+            for (int64_t i = 0; i < w; ++i) {
+                row[i] = floorf((float)(sums[i] * (1.0 / 9.0)));
+                hist[(int64_t)row[i]] += 1;
+            }
         }
         int64_t first = 0; /* equalizeHist */
         while (first < 20 && hist[first] == 0) ++first;
@@ -1419,8 +1418,10 @@ void robench_spatter_water(const double *layers, const float *images, float *out
             if (w > 1) row[w - 1] = emboss_at(up, mid, down, w - 2, w - 1, rx[w + 1]);
             for (int64_t i = 1; i + 1 < w; ++i) row[i] = emboss_at(up, mid, down, i - 1, i, i + 1);
         }
-        box_sum3(dist, sums, sums + n, ry, rx, h, w);
-        for (int64_t i = 0; i < n; ++i) work[i] = levels[i] * floorf((float)(sums[i] + 4.0) / 9.0f); /* level * droplet */
+        for (int64_t y = 0; y < h; ++y) { /* level * droplet */
+            box_sum3_row(dist, sums, sums + w, ry, rx, y, w);
+            for (int64_t i = 0; i < w; ++i) work[y * w + i] = levels[y * w + i] * floorf((float)(sums[i] + 4.0) / 9.0f);
+        }
         int32_t top_value = 0; /* whole numbers to 255 * 255: their peak as integers */
         for (int64_t i = 0; i < n; ++i) top_value = (int32_t)work[i] > top_value ? (int32_t)work[i] : top_value;
         const float peak = (float)top_value;
