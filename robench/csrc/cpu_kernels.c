@@ -868,38 +868,67 @@ void robench_fog(const float *images, const float *plasma, const float *strength
 
 /* ---- Motion blur (plugins/distortions/blur.py, the reference's _motion_blur) ---- */
 
+/* Row's value at column x - shift, the column clamped to the row (edges replicated). */
+static inline double shifted_at(const float *row, int64_t x, int64_t shift, int64_t w) {
+    const int64_t source = x - shift;
+    return (double)row[source < 0 ? 0 : (source >= w ? w - 1 : source)];
+}
+
 /* The reference's _motion_blur for planes [begin, end) of `channels`-plane h x w images: each
  * output pixel the float64 sum, in tap order, of weight k times the image at (y - dy[k], x - dx[k])
  * with coordinates clamped to the image (edges replicated), over image b's `taps` (width per
- * image) weights and offsets, skipping zero weights (past a kernel's end or its first exit). */
+ * image) weights and offsets, skipping zero weights (past a kernel's end or its first exit).
+ * Two taps a pass over the row's float64 sums, each added in turn (half the loads and stores of
+ * the sums; the same values). */
 void robench_motion_blur(const float *images, float *out, const double *weights, const int64_t *dy,
                          const int64_t *dx, int64_t begin, int64_t end, int64_t channels, int64_t h, int64_t w,
                          int64_t taps) {
-    double *acc = malloc((size_t)w * sizeof(double));
-    if (acc == NULL) abort();
+    double *acc = malloc((size_t)w * sizeof(double)), *weight = malloc((size_t)taps * sizeof(double));
+    int64_t *shift_x = malloc((size_t)taps * sizeof(int64_t));
+    const float **rows = malloc((size_t)taps * sizeof(float *));
+    if (acc == NULL || weight == NULL || shift_x == NULL || rows == NULL) abort();
     for (int64_t p = begin; p < end; ++p) {
         const int64_t b = p / channels;
         const float *plane = images + p * h * w;
         for (int64_t y = 0; y < h; ++y) {
-            for (int64_t x = 0; x < w; ++x) acc[x] = 0.0;
+            int64_t used = 0;
             for (int64_t k = 0; k < taps; ++k) {
-                const double weight = weights[b * taps + k];
-                if (weight == 0.0) continue;
-                const int64_t shift_y = dy[b * taps + k], shift_x = dx[b * taps + k];
-                const int64_t source = clamp_index(y - shift_y, h);
-                const float *restrict row = plane + source * w;
-                /* columns [lo, hi) read inside the row; those before read its first value, those after its last */
-                const int64_t lo = shift_x < 0 ? 0 : (shift_x > w ? w : shift_x);
-                const int64_t hi = w + shift_x < lo ? lo : (w + shift_x > w ? w : w + shift_x);
-                double *restrict a = acc;
-                for (int64_t x = 0; x < lo; ++x) a[x] += weight * (double)row[0];
-                for (int64_t x = lo; x < hi; ++x) a[x] += weight * (double)row[x - shift_x];
-                for (int64_t x = hi; x < w; ++x) a[x] += weight * (double)row[w - 1];
+                if (weights[b * taps + k] == 0.0) continue;
+                weight[used] = weights[b * taps + k];
+                shift_x[used] = dx[b * taps + k];
+                rows[used++] = plane + clamp_index(y - dy[b * taps + k], h) * w;
+            }
+            for (int64_t x = 0; x < w; ++x) acc[x] = 0.0;
+            double *restrict a = acc;
+            int64_t u = 0;
+            for (; u + 1 < used; u += 2) { /* two taps a pass over the row, added in their order */
+                const float *restrict r0 = rows[u], *restrict r1 = rows[u + 1];
+                const double w0 = weight[u], w1 = weight[u + 1];
+                const int64_t s0 = shift_x[u], s1 = shift_x[u + 1];
+                /* columns [lo, hi) read inside both rows */
+                int64_t lo = s0 > s1 ? s0 : s1, hi = w + (s0 < s1 ? s0 : s1);
+                lo = lo < 0 ? 0 : (lo > w ? w : lo);
+                hi = hi < lo ? lo : (hi > w ? w : hi);
+                for (int64_t x = 0; x < lo; ++x) a[x] = (a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w);
+                for (int64_t x = lo; x < hi; ++x) a[x] = (a[x] + w0 * (double)r0[x - s0]) + w1 * (double)r1[x - s1];
+                for (int64_t x = hi; x < w; ++x) a[x] = (a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w);
+            }
+            if (u < used) { /* an odd last tap */
+                const float *restrict row = rows[u];
+                const int64_t shift = shift_x[u];
+                const int64_t lo = shift < 0 ? 0 : (shift > w ? w : shift);
+                const int64_t hi = w + shift < lo ? lo : (w + shift > w ? w : w + shift);
+                for (int64_t x = 0; x < lo; ++x) a[x] += weight[u] * (double)row[0];
+                for (int64_t x = lo; x < hi; ++x) a[x] += weight[u] * (double)row[x - shift];
+                for (int64_t x = hi; x < w; ++x) a[x] += weight[u] * (double)row[w - 1];
             }
             float *restrict o = out + p * h * w + y * w;
             for (int64_t x = 0; x < w; ++x) o[x] = (float)acc[x];
         }
     }
+    free(rows);
+    free(shift_x);
+    free(weight);
     free(acc);
 }
 
