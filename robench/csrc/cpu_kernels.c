@@ -878,8 +878,8 @@ static inline double shifted_at(const float *row, int64_t x, int64_t shift, int6
  * output pixel the float64 sum, in tap order, of weight k times the image at (y - dy[k], x - dx[k])
  * with coordinates clamped to the image (edges replicated), over image b's `taps` (width per
  * image) weights and offsets, skipping zero weights (past a kernel's end or its first exit).
- * Two taps a pass over the row's float64 sums, each added in turn (half the loads and stores of
- * the sums; the same values). */
+ * Four taps a pass over the row's float64 sums, each added in turn (a quarter of the loads and
+ * stores of the sums; the same values), the last ones alone. */
 void robench_motion_blur(const float *images, float *out, const double *weights, const int64_t *dy,
                          const int64_t *dx, int64_t begin, int64_t end, int64_t channels, int64_t h, int64_t w,
                          int64_t taps) {
@@ -901,19 +901,30 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
             for (int64_t x = 0; x < w; ++x) acc[x] = 0.0;
             double *restrict a = acc;
             int64_t u = 0;
-            for (; u + 1 < used; u += 2) { /* two taps a pass over the row, added in their order */
-                const float *restrict r0 = rows[u], *restrict r1 = rows[u + 1];
-                const double w0 = weight[u], w1 = weight[u + 1];
-                const int64_t s0 = shift_x[u], s1 = shift_x[u + 1];
-                /* columns [lo, hi) read inside both rows */
-                int64_t lo = s0 > s1 ? s0 : s1, hi = w + (s0 < s1 ? s0 : s1);
+            for (; u + 3 < used; u += 4) { /* four taps a pass over the row, added in their order */
+                const float *restrict r0 = rows[u], *restrict r1 = rows[u + 1], *restrict r2 = rows[u + 2],
+                                      *restrict r3 = rows[u + 3];
+                const double w0 = weight[u], w1 = weight[u + 1], w2 = weight[u + 2], w3 = weight[u + 3];
+                const int64_t s0 = shift_x[u], s1 = shift_x[u + 1], s2 = shift_x[u + 2], s3 = shift_x[u + 3];
+                int64_t lo = s0, hi = s0; /* columns [lo, hi) read inside every row */
+                for (int64_t v = u + 1; v < u + 4; ++v) {
+                    lo = shift_x[v] > lo ? shift_x[v] : lo;
+                    hi = shift_x[v] < hi ? shift_x[v] : hi;
+                }
+                hi += w;
                 lo = lo < 0 ? 0 : (lo > w ? w : lo);
                 hi = hi < lo ? lo : (hi > w ? w : hi);
-                for (int64_t x = 0; x < lo; ++x) a[x] = (a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w);
-                for (int64_t x = lo; x < hi; ++x) a[x] = (a[x] + w0 * (double)r0[x - s0]) + w1 * (double)r1[x - s1];
-                for (int64_t x = hi; x < w; ++x) a[x] = (a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w);
+                for (int64_t x = 0; x < lo; ++x)
+                    a[x] = (((a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w)) +
+                            w2 * shifted_at(r2, x, s2, w)) + w3 * shifted_at(r3, x, s3, w);
+                for (int64_t x = lo; x < hi; ++x)
+                    a[x] = (((a[x] + w0 * (double)r0[x - s0]) + w1 * (double)r1[x - s1]) + w2 * (double)r2[x - s2]) +
+                           w3 * (double)r3[x - s3];
+                for (int64_t x = hi; x < w; ++x)
+                    a[x] = (((a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w)) +
+                            w2 * shifted_at(r2, x, s2, w)) + w3 * shifted_at(r3, x, s3, w);
             }
-            if (u < used) { /* an odd last tap */
+            for (; u < used; ++u) { /* the last taps, one at a time */
                 const float *restrict row = rows[u];
                 const int64_t shift = shift_x[u];
                 const int64_t lo = shift < 0 ? 0 : (shift > w ? w : shift);
