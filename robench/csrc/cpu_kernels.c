@@ -884,20 +884,21 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
                          const int64_t *dx, int64_t begin, int64_t end, int64_t channels, int64_t h, int64_t w,
                          int64_t taps) {
     double *acc = malloc((size_t)w * sizeof(double)), *weight = malloc((size_t)taps * sizeof(double));
-    int64_t *shift_x = malloc((size_t)taps * sizeof(int64_t));
+    int64_t *shift_x = malloc((size_t)taps * sizeof(int64_t)), *shift_y = malloc((size_t)taps * sizeof(int64_t));
     const float **rows = malloc((size_t)taps * sizeof(float *));
-    if (acc == NULL || weight == NULL || shift_x == NULL || rows == NULL) abort();
+    if (acc == NULL || weight == NULL || shift_x == NULL || shift_y == NULL || rows == NULL) abort();
     for (int64_t p = begin; p < end; ++p) {
         const int64_t b = p / channels;
         const float *plane = images + p * h * w;
+        int64_t used = 0; /* the image's taps with a weight, in order */
+        for (int64_t k = 0; k < taps; ++k) {
+            if (weights[b * taps + k] == 0.0) continue;
+            weight[used] = weights[b * taps + k];
+            shift_x[used] = dx[b * taps + k];
+            shift_y[used++] = dy[b * taps + k];
+        }
         for (int64_t y = 0; y < h; ++y) {
-            int64_t used = 0;
-            for (int64_t k = 0; k < taps; ++k) {
-                if (weights[b * taps + k] == 0.0) continue;
-                weight[used] = weights[b * taps + k];
-                shift_x[used] = dx[b * taps + k];
-                rows[used++] = plane + clamp_index(y - dy[b * taps + k], h) * w;
-            }
+            for (int64_t u = 0; u < used; ++u) rows[u] = plane + clamp_index(y - shift_y[u], h) * w;
             for (int64_t x = 0; x < w; ++x) acc[x] = 0.0;
             double *restrict a = acc;
             int64_t u = 0;
@@ -938,6 +939,7 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
         }
     }
     free(rows);
+    free(shift_y);
     free(shift_x);
     free(weight);
     free(acc);
