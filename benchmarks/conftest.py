@@ -26,6 +26,13 @@ def record(key: tuple[str, ...], **rates: float) -> None:
     RATES.setdefault(key, {}).update(rates)
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: no error where it is not installed
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """No pytest-xdist workers for ``-n auto`` (pyproject's addopts): benchmarks time one process
+    on the whole machine (pytest-benchmark times nothing in workers)."""
+    return 0
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not RATES:
         return

@@ -7,7 +7,7 @@ set -uo pipefail
 out="${1:-${OUT:-gpu-check}}"
 source "$(dirname "$0")/gpu_env.sh"
 timeout 450 python3 benchmarks/gpu.py 2>&1 | grep -v "^W[0-9]" | tee "$out/gpu.jsonl"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/plugins/distortions/test_jpeg_codec.py \
+timeout 150 python3 -m pytest -q -n 0 -p no:cacheprovider -k "not interpreter" tests/plugins/distortions/test_jpeg_codec.py \
     tests/plugins/distortions/test_device_sync.py tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_fused_spatter.py \

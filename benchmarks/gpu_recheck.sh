@@ -7,7 +7,7 @@
 set -uo pipefail
 out="${1:-${OUT:-gpu-recheck}}"
 source "$(dirname "$0")/gpu_env.sh"
-timeout 100 python3 -m pytest -q -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
+timeout 100 python3 -m pytest -q -n 0 -p no:cacheprovider -k "not interpreter" tests/test_rng_fused.py tests/plugins/distortions/test_fractal.py \
     tests/plugins/distortions/test_fused_glass.py tests/plugins/distortions/test_fused_zoom.py \
     tests/plugins/distortions/test_shot_noise.py tests/plugins/distortions/test_fused_spatter.py \
     tests/plugins/distortions/test_fused_jpeg.py tests/plugins/distortions/test_fused_snow.py tests/plugins/distortions/test_fused_blur.py tests/plugins/distortions/test_jpeg_codec.py \

@@ -76,3 +76,10 @@ def fast_run_argv(out: Path, **overrides: Any) -> list[str]:
 def uniform_images(batch: int = 4, size: int = 32, seed: int = 0) -> torch.Tensor:
     """Random float images in [0, 1]."""
     return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # pyproject's `-n auto` runs one pytest-xdist worker per core: each takes its share of the
+    # cores for torch (two threads in each of two workers would oversubscribe a 2-core machine)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
