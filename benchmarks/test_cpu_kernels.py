@@ -1,4 +1,4 @@
-"""The CPU kernels in C (``robench.native``) against the torch paths they replace, in one run.
+"""The CPU kernels in C (``robench.cpu_kernels``) against the torch paths they replace, in one run.
 
 Each distortion that has a whole-distortion kernel, and ``BatchRNG.normal``, runs on a batch of
 256 real images at 32 and 224 px twice: with the kernels (``c``) and with ``ROBENCH_FUSED=0``

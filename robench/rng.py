@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from robench import native, rng_fused
+from robench import cpu_kernels, native, rng_fused
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -106,7 +106,7 @@ class BatchRNG:
     def open_streams(self, count: int) -> int:
         """Reserve ``count`` new streams, as ``count`` draws would, and return the number of the
         first: for kernels that hash their draws in place (stream ``first + k``'s element ``i`` is
-        the hash of counter ``i`` under that stream's keys; see :mod:`robench.native`)."""
+        the hash of counter ``i`` under that stream's keys; see :mod:`robench.cpu_kernels`)."""
         first = self._calls + 1
         self._calls += count
         return first
@@ -162,7 +162,7 @@ class BatchRNG:
             if out is not None:
                 return out
         elif native.available(self.device):
-            return native.draw(self.seeds, first, columns or hashed, mode, streams=len(sizes), hashed=hashed,
+            return cpu_kernels.draw(self.seeds, first, columns or hashed, mode, streams=len(sizes), hashed=hashed,
                                layout=layout, table=table)
         if layout is None:
             keys = mix64(self.seeds ^ _signed(first * _MIX1))[:, None]

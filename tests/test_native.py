@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from robench import host_memory, native
+from robench import cpu_kernels, host_memory, native
 from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
@@ -265,7 +265,7 @@ def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
     frame[0] = frame[-1] = frame[:, 0] = frame[:, -1] = True
     masks += [frame, torch.zeros(h, w, dtype=torch.bool)]
     edges = torch.stack(masks)[:, None]
-    ours = native.chamfer_distance(edges)
+    ours = cpu_kernels.chamfer_distance(edges)
     for mask, distance in zip(edges[:, 0].numpy(), ours[:, 0]):
         expected = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 5)
         assert torch.equal(distance, torch.from_numpy(np.minimum(expected, 20.0)))

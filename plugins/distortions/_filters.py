@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.fused import FusedKernel, tl, triton
 
 
@@ -177,12 +177,12 @@ if triton is not None:
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float,
                  clamp: bool = False) -> torch.Tensor:
-    """:func:`gaussian_blur_each` through :func:`robench.native.gaussian_blur` (float32 and float64
+    """:func:`gaussian_blur_each` through :func:`robench.cpu_kernels.gaussian_blur` (float32 and float64
     CPU images)."""
     taps, radius = _half_kernels(sigmas, truncate, images.dtype)
     reach = taps.shape[-1] - 1
     h, w = images.shape[-2:]
-    return native.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
+    return cpu_kernels.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
                                 _border_index(w, reach, reach, mode, "cpu"), clamp)
 
 
@@ -298,7 +298,7 @@ def _disk_and_gaussian(radius: float, alias_blur: float) -> tuple[torch.Tensor, 
 
 
 class DiskSums(NamedTuple):
-    """:func:`disk_kernel` factored for :func:`robench.native.defocus`: the kernel equals the
+    """:func:`disk_kernel` factored for :func:`robench.cpu_kernels.defocus`: the kernel equals the
     Gaussian ``gauss`` (separable) convolved with a flat disk whose row ``dy = j - reach`` spans
     columns ``-half[j] .. half[j]``, times ``scale``, plus sparse taps ``weights`` at ``(dy, dx)``
     (where the reference cuts the smoothing off at its grid's edge); ``pad`` covers them all."""
@@ -335,11 +335,11 @@ def disk_sums(radius: float, alias_blur: float) -> DiskSums:
 
 def disk_blur_in_c(images: torch.Tensor, radius: float, alias_blur: float) -> torch.Tensor:
     """:func:`filter2d` of float32 CPU ``images`` with :func:`disk_kernel`, clamped to [0, 1], by
-    :func:`robench.native.defocus` (float32 sums of the disk's rows: within 2.5e-7 of a float64
+    :func:`robench.cpu_kernels.defocus` (float32 sums of the disk's rows: within 2.5e-7 of a float64
     filter, where :func:`filter2d` in float32 is up to 6e-7 away)."""
     sums = disk_sums(radius, alias_blur)
     h, w = images.shape[-2:]
-    return native.defocus(images, sums, _border_index(h, sums.pad, sums.pad, "reflect101", "cpu"),
+    return cpu_kernels.defocus(images, sums, _border_index(h, sums.pad, sums.pad, "reflect101", "cpu"),
                           _border_index(w, sums.pad, sums.pad, "reflect101", "cpu"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import BatchRNG, to_device
 from robench.fused import FusedKernel, tl, triton
 
@@ -38,7 +38,7 @@ def plasma_fractals(rng: BatchRNG, mapsize: int, *wibble_decays: float | torch.T
     if not _KERNEL.available(rng.device) and native.available(rng.device):  # a map at a time in C
         decays = torch.stack(torch.broadcast_tensors(*[torch.as_tensor(d, dtype=torch.float64).reshape(-1)
                                                        for d in wibble_decays]), dim=1).expand(b, maps)
-        return native.plasma_maps(rng.seeds, rng.open_streams(len(sizes) * maps), decays, mapsize, height, width)
+        return cpu_kernels.plasma_maps(rng.seeds, rng.open_streams(len(sizes) * maps), decays, mapsize, height, width)
     wibbles = torch.stack(torch.broadcast_tensors(*[_wibbles(mapsize, d, rng.device) for d in wibble_decays]), dim=1)
     uniform = rng.uniform_streams(*sizes * maps).view(b, maps, -1)
     noise = uniform.to(torch.float64).mul_(2 * wibbles).sub_(wibbles).mul_(wibbles).view(b * maps, -1)

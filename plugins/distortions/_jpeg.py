@@ -17,7 +17,7 @@ lossy step is libjpeg's own integer arithmetic, vectorised over all images and a
 The entropy coding is lossless and skipped. CUDA batches run in one pass, the pixel steps (colour
 conversion, subsampling, the copies to and from blocks) in two fused kernels
 (:mod:`._jpeg_fused`) around the DCTs' matrix products. On the CPU the same
-integer steps run image by image in one loop in C (:mod:`robench.native`; libjpeg's own
+integer steps run image by image in one loop in C (:mod:`robench.cpu_kernels`; libjpeg's own
 butterflies, equal to these matrix products), or without a C compiler in sub-batches of a few
 images, each fully vectorised, to keep the temporaries in cache.
 """
@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from robench import native
+from robench import cpu_kernels, native
 from robench_plugins.distortions import _jpeg_fused
 
 # IJG standard tables (jcparam.c), row-major (natural) order.
@@ -91,7 +91,7 @@ def jpeg_roundtrip(images: torch.Tensor, quality: int | tuple[int, ...],
             not 0 <= int(which.min()) <= int(which.max()) < len(qualities):  # (on a GPU: no host wait)
         raise ValueError(f"`which` must index the {len(qualities)} qualities, got {which.tolist()}")
     if native.takes(images):  # the same integer steps, image by image in one loop in C
-        return native.jpeg(images.detach(), *_integer_tables(qualities), which)
+        return cpu_kernels.jpeg(images.detach(), *_integer_tables(qualities), which)
     # On the CPU, the Distortion base class already feeds cache-sized chunks of a large batch.
     out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
     _roundtrip(images.detach(), qualities, which, out)

@@ -5,7 +5,7 @@ A faithful port of ``imagecorruptions`` 1.1.2's ``spatter``: a thresholded, blur
 is either water (pale-turquoise embossed droplets, built from Canny edges and a distance
 transform, as OpenCV computes them) or mud (opaque brown blobs). Everything runs on whole
 batches on the images' device; the only Python loops are over stencil offsets and hysteresis
-rounds, never over images. On the CPU the water steps run in C (``native.spatter_water``); on a
+rounds, never over images. On the CPU the water steps run in C (``cpu_kernels.spatter_water``); on a
 GPU, from Canny on, in the fused kernels of :mod:`._spatter_fused` (the torch path below stays
 the reference and the fallback).
 """
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import Distortion, to_device
 from robench.rng import BatchRNG
 from robench_plugins.distortions import _spatter_fused
@@ -124,7 +124,7 @@ def _field(noise: torch.Tensor, scale: float | torch.Tensor, loc: float | torch.
     (it is later cut at a threshold and cast to uint8 levels), from float32 draws ``(B, H, W)``;
     ``scale`` and ``loc``: scalars or ``(B, 1, 1, 1)``."""
     if native.takes(noise):  # one pass in C
-        return native.affine_f64(noise, scale, loc)[:, None]
+        return cpu_kernels.affine_f64(noise, scale, loc)[:, None]
     if not isinstance(scale, torch.Tensor):  # a float32 tensor times a float64 one of 4 dims: a float64 product
         scale = torch.full((1, 1, 1, 1), scale, dtype=torch.float64, device=noise.device)
     return (noise[:, None] * scale).add_(loc)
@@ -147,7 +147,7 @@ def _water(images: torch.Tensor, layer: torch.Tensor, threshold: float | torch.T
     """Embossed pale-turquoise droplets where the blurred field reaches ``threshold``: the
     reference's Canny / distance / equalise / emboss chain."""
     if native.takes(images) and layer.dtype == torch.float64:  # the same steps, an image at a time in C
-        return native.spatter_water(images, layer, threshold, intensity, _WATER)
+        return cpu_kernels.spatter_water(images, layer, threshold, intensity, _WATER)
     layer = torch.where(layer < threshold, 0.0, layer)
     level = (layer * 255).floor_().clamp_(0, 255).float()  # astype(uint8), saturating
     dist = _truncated_distance(_canny(level, 50, 150))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl, to_device
 from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions import _device
@@ -216,7 +216,7 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     dx = -torch.ceil(steps[None] * torch.cos(rad)[:, None] - 0.5).to(torch.int64)
     inside = ((dy.abs() < h) & (dx.abs() < w)).cumprod(1)  # the reference stops at the first exit
     if native.takes(images):  # the reference's direct sum, a row at a time in C
-        return native.motion_blur(images, weights * inside, dy, dx)
+        return cpu_kernels.motion_blur(images, weights * inside, dy, dx)
     reach = min(width, max(h, w))
     dy, dx = dy.clamp(-reach, reach), dx.clamp(-reach, reach)
     kernel = torch.zeros(b, 2 * reach + 1, 2 * reach + 1, dtype=torch.float64, device=images.device)
@@ -305,7 +305,7 @@ def _zoom_in_c(images: torch.Tensor, factors: tuple[float, ...], centre_trim: bo
     ints = torch.tensor([(*g[:4], *g[6:], _channels_last_resize(g[4], g[5], images.shape[1])) for g in geometry],
                         dtype=torch.int32)
     scales = torch.tensor([_align_corners_scales(*g[2:6]) for g in geometry], dtype=torch.float32)
-    return native.zoom_total(images, ints, scales, divisor)
+    return cpu_kernels.zoom_total(images, ints, scales, divisor)
 
 
 def _channels_last_resize(out_h: int, out_w: int, channels: int) -> bool:

@@ -11,7 +11,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench_plugins.distortions import _device
 from robench_plugins.distortions._color import hsv_to_rgb, rgb_to_hsv
@@ -50,7 +50,7 @@ class Contrast(WholeBatchInC, OneParameter):
     def distort(self, images: torch.Tensor, factor: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         mean = images.mean((2, 3), keepdim=True)
         if native.takes(images):  # the blend in one loop
-            return native.contrast(images, mean, factor)
+            return cpu_kernels.contrast(images, mean, factor)
         return ((images - mean) * factor + mean).clamp_(0.0, 1.0)
 
 
@@ -77,7 +77,7 @@ class Saturate(WholeBatchInC, Distortion):
     @staticmethod
     def _saturate(images: torch.Tensor, factor: float | torch.Tensor, offset: float | torch.Tensor) -> torch.Tensor:
         if native.takes(images):  # the same conversions, pixel by pixel in one loop
-            return native.hsv(native.SATURATE, images, factor, offset)
+            return cpu_kernels.hsv(cpu_kernels.SATURATE, images, factor, offset)
         hsv = rgb_to_hsv(images)
         hsv[:, 1:2] = (hsv[:, 1:2] * factor + offset).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)
@@ -120,7 +120,7 @@ class Pixelate(WholeBatchInC, Distortion):
         h, w = images.shape[-2:]
         small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
         if native.takes(images):  # the same passes, one plane at a time in one loop
-            return native.pixelate(images, (small_h, small_w), *_pixelate_plan(h, w, small_h, small_w,
+            return cpu_kernels.pixelate(images, (small_h, small_w), *_pixelate_plan(h, w, small_h, small_w,
                                                                                 self.table(h, w) == "cifar-10-c"))
         small = _box_resize((images * 255).round_(), small_h, small_w).div_(255).to(images.dtype)
         # Both upscales copy pixels (exactly), so they may come after the division by 255.
@@ -146,7 +146,7 @@ class Pixelate(WholeBatchInC, Distortion):
 
 @functools.lru_cache(maxsize=64)
 def _pixelate_plan(h: int, w: int, small_h: int, small_w: int, box_upscale: bool) -> tuple[tuple, tuple, tuple]:
-    """:func:`robench.native.pixelate`'s tables (CPU, int32): per small column and per small row
+    """:func:`robench.cpu_kernels.pixelate`'s tables (CPU, int32): per small column and per small row
     its first and end tap and fixed-point weight (None: single taps), and the small row and column
     that each output row and column copies (BOX, or torch's ``nearest-exact`` as Pixelate uses)."""
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions._device import WholeBatchInC
@@ -40,7 +40,7 @@ class GaussianNoise(WholeBatchInC, OneParameter):
 
     def distort(self, images: torch.Tensor, sigma: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         if native.takes(images):  # the same pixels, drawn and noised in one loop
-            return native.noise(native.GAUSSIAN, images, sigma, rng, rng.normal_table())
+            return cpu_kernels.noise(cpu_kernels.GAUSSIAN, images, sigma, rng, rng.normal_table())
         return (images + sigma * rng.normal(*images.shape[1:])).clamp_(0.0, 1.0)
 
 
@@ -61,7 +61,7 @@ class ShotNoise(WholeBatchInC, MixedPass):
         photons = _SHOT[self.table(*images.shape[-2:])]
         first_row = self.per_sample([256 * i for i in range(len(photons))], severities, images)
         if native.takes(images):  # the whole of it in one loop
-            return native.shot_noise(images, first_row, self.per_sample(photons, severities, images),
+            return cpu_kernels.shot_noise(images, first_row, self.per_sample(photons, severities, images),
                                      _poisson_inverse(photons, images.device), rng)
         rows = (images * 255).round_().to(torch.int32).add_(first_row.to(torch.int32))  # s * 256 + level
         uniform = (rng.bits(*images.shape[1:]) >> 8) & 0xFFFFFF
@@ -87,7 +87,7 @@ class ImpulseNoise(WholeBatchInC, OneParameter):
 
     def distort(self, images: torch.Tensor, threshold: int | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         if native.takes(images):  # the same pixels, drawn and replaced in one loop
-            return native.noise(native.IMPULSE, images, threshold, rng)
+            return cpu_kernels.noise(cpu_kernels.IMPULSE, images, threshold, rng)
         bits = rng.bits(*images.shape[1:])
         hit = (bits >> 8) & 0xFFFFFF < threshold
         salt = (bits & 1).to(images.dtype)  # the lowest bit: 0 or 1 with equal odds
@@ -106,7 +106,7 @@ class SpeckleNoise(WholeBatchInC, OneParameter):
 
     def distort(self, images: torch.Tensor, sigma: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         if native.takes(images):  # the same pixels, drawn and noised in one loop
-            return native.noise(native.SPECKLE, images, sigma, rng, rng.normal_table())
+            return cpu_kernels.noise(cpu_kernels.SPECKLE, images, sigma, rng, rng.normal_table())
         return (images * (1 + sigma * rng.normal(*images.shape[1:]))).clamp_(0.0, 1.0)
 
 
@@ -125,8 +125,8 @@ class _PoissonInverse:
     bucket (fewer than ``2^steps``, so ``steps`` halvings find their count) and a count lookup.
     Every query costs the same few gathers (no data-dependent loop, nothing read back to the
     host), 4-5x faster on the CPU than a binary search of the whole table. On a GPU the whole
-    search is one fused Triton kernel; on the CPU one loop in C (:mod:`robench.native`) does the
-    whole of ``ShotNoise`` (levels, draws, search, division, clamp), walking the few thresholds in
+    search is one fused Triton kernel; on the CPU one loop in C (:mod:`robench.cpu_kernels`) does
+    the whole of ``ShotNoise`` (levels, draws, search, division, clamp), walking the few thresholds in
     a bucket one by one instead (3x faster there than the fixed halvings; the same counts).
     """
 
@@ -167,7 +167,7 @@ class _PoissonInverse:
                                       GUIDE_BITS=self.GUIDE_BITS, STEPS=self.steps):
                 return out.view_as(k)
         elif native.available(k.device):
-            return native.poisson(rows, flat, self).view_as(k)
+            return cpu_kernels.poisson(rows, flat, self).view_as(k)
         pos = self.guide.index_select(0, (flat >> (24 - self.GUIDE_BITS)) + rows * (1 << self.GUIDE_BITS))
         for step in reversed(range(self.steps)):
             half = 1 << step

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from robench import native
+from robench import cpu_kernels, native
 from robench.api import SEVERITY_TABLES, BatchRNG, Distortion, hookimpl
 from robench.fused import FusedKernel, tl, triton
 from robench_plugins.distortions._color import grayscale, hsv_to_rgb, rgb_to_hsv
@@ -68,7 +68,7 @@ class Fog(WholeBatchInC, Distortion):
         h, w = images.shape[-2:]
         plasma = plasma_fractals(rng, next_power_of_two(max(h, w)), decay, corner=(h, w))
         if native.takes(images):  # the same blend in one loop
-            return native.fog(images, plasma, strength)
+            return cpu_kernels.fog(images, plasma, strength)
         peak = images.amax((1, 2, 3), keepdim=True)
         fogged = images + strength * plasma.to(images.dtype)
         return (fogged * peak / (peak + strength)).clamp_(0.0, 1.0)
@@ -108,7 +108,7 @@ class Snow(WholeBatchInC, MixedPass):
         layer = (layer * 255).round_() / 255  # the reference stores the layer as uint8
         image_weight, lift_weight = each([p[6] for p in params]), each([1 - p[6] for p in params])
         if native.takes(images) and images.shape[1] == 3:  # the lift, blend and layers in one loop
-            return native.snow(images, layer, image_weight, lift_weight)
+            return cpu_kernels.snow(images, layer, image_weight, lift_weight)
         blended = _snow_blend_fused(images, layer, image_weight, lift_weight)
         if blended is not None:  # a GPU's one kernel for the same steps
             return blended
@@ -195,7 +195,7 @@ class Frost(WholeBatchInC, Distortion):
         # the texture is the same at every severity
         if native.takes(images) and images.shape[1] == 3:  # texture and blend in one loop
             parts = _frost_parts(rng, *images.shape[-2:])
-            return native.frost(images, *parts, _FROST_TINT, image_weight, frost_weight)
+            return cpu_kernels.frost(images, *parts, _FROST_TINT, image_weight, frost_weight)
         texture = frost_texture(rng, *images.shape[-2:]).to(images.dtype)
         return (image_weight * images + frost_weight * texture).clamp_(0.0, 1.0)
 
@@ -212,7 +212,7 @@ class Brightness(WholeBatchInC, OneParameter):
 
     def distort(self, images: torch.Tensor, shift: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         if native.takes(images):  # the same conversions, pixel by pixel in one loop
-            return native.hsv(native.BRIGHTNESS, images, shift)
+            return cpu_kernels.hsv(cpu_kernels.BRIGHTNESS, images, shift)
         hsv = rgb_to_hsv(images)
         hsv[:, 2:] = (hsv[:, 2:] + shift).clamp_(0.0, 1.0)
         return hsv_to_rgb(hsv).clamp_(0.0, 1.0)

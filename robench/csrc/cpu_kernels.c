@@ -1,4 +1,5 @@
-/* CPU kernels for robench (see robench/native.py): each equals a torch path bit for bit.
+/* CPU kernels for robench (built by robench/native.py, called from robench/cpu_kernels.py): each
+ * equals a torch path bit for bit.
  *
  * Compiled once per machine by robench.native with the system C compiler and called through
  * ctypes on a range of rows or elements, so that several threads can share one call.
@@ -1336,7 +1337,7 @@ void robench_affine_f64(const float *x, double *out, const double *scale, const 
 }
 
 /* The water's distance step alone, for edge masks [begin, end) of h x w bytes (nonzero: edge):
- * what chamfer_distance gives the water kernel (robench.native.chamfer_distance; tests compare it
+ * what chamfer_distance gives the water kernel (robench.cpu_kernels.chamfer_distance; tests compare it
  * with OpenCV). */
 void robench_chamfer_distance(const uint8_t *edges, float *out, int64_t begin, int64_t end, int64_t h, int64_t w) {
     const int64_t n = h * w;
