@@ -21,7 +21,8 @@ from scipy import ndimage
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions._fractal import plasma_fractal
-from robench_plugins.distortions.blur import ZoomBlur, _local_copies, motion_blur, motion_weights
+from robench_plugins.distortions._glass import local_copies
+from robench_plugins.distortions.blur import ZoomBlur, motion_blur, motion_weights
 
 from reference import imagecorruptions, psnr, real_images, reference, to_uint8_hwc
 
@@ -93,7 +94,7 @@ def test_plasma_fractal_is_the_reference_given_the_same_uniforms(monkeypatch: py
 
 def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRNG) -> torch.Tensor:
     """The reference's glass-blur scan, pixel by pixel, with robench's random offsets."""
-    from robench_plugins.distortions.blur import _scan_order
+    from robench_plugins.distortions._glass import _scan_order
 
     b, _, h, w = images.shape
     flat, _ = _scan_order(h, w, shift, torch.device("cpu"))
@@ -113,13 +114,13 @@ def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: Ba
 def test_glass_blur_chains_equal_the_sequential_scan(shift: int, iterations: int) -> None:
     images = torch.rand(2, 3, 19, 23, generator=torch.Generator().manual_seed(shift))
     seeds = sample_seeds(shift, torch.arange(2))
-    chained = _local_copies(images, shift, iterations, BatchRNG(seeds))
+    chained = local_copies(images, shift, iterations, BatchRNG(seeds))
     assert torch.equal(chained, sequential_copies(images, shift, iterations, BatchRNG(seeds)))
 
 
 def test_glass_blur_chain_ends_without_stopping_early_are_the_same() -> None:
     # A GPU runs every pointer-doubling round; the CPU stops when all chains have ended.
-    from robench_plugins.distortions.blur import _chain_ends, _scan_order
+    from robench_plugins.distortions._glass import _chain_ends, _scan_order
 
     order, region = _scan_order(40, 40, 3, torch.device("cpu"))
     offsets = BatchRNG(sample_seeds(0, torch.arange(4))).integers(-3, 3, order.numel(), 2)

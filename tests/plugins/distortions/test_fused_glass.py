@@ -15,17 +15,17 @@ def test_the_fused_copies_equal_the_torch_path_in_tritons_interpreter() -> None:
     run_interpreted("""
         import torch
         from robench.rng import BatchRNG, sample_seeds
-        from robench_plugins.distortions import blur
+        from robench_plugins.distortions import _glass
 
         seeds = sample_seeds(4, torch.arange(3))
         images = torch.rand(3, 3, 17, 19, generator=torch.Generator().manual_seed(0))
         for shift in (1, 2, 3, 4):
             for each in (None, torch.tensor([2.0, 0.0, 1.0])):  # per-image iteration counts
-                blur._COPIES_KERNEL.available = lambda device: True
-                fused = blur._local_copies(images, shift, 2, BatchRNG(seeds), each)
-                assert not blur._COPIES_KERNEL.failed
-                blur._COPIES_KERNEL.available = lambda device: False
-                plain = blur._local_copies(images, shift, 2, BatchRNG(seeds), each)
+                _glass._COPIES_KERNEL.available = lambda device: True
+                fused = _glass.local_copies(images, shift, 2, BatchRNG(seeds), each)
+                assert not _glass._COPIES_KERNEL.failed
+                _glass._COPIES_KERNEL.available = lambda device: False
+                plain = _glass.local_copies(images, shift, 2, BatchRNG(seeds), each)
                 assert torch.equal(fused, plain), (shift, each)
                 assert not torch.equal(fused, images)
         print("fused copies exact")
@@ -35,14 +35,14 @@ def test_the_fused_copies_equal_the_torch_path_in_tritons_interpreter() -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("size", [32, 224])
 def test_glass_blur_on_the_gpu_equals_the_cpu(size: int) -> None:
-    from robench_plugins.distortions import _filters, blur
+    from robench_plugins.distortions import _filters, _glass
 
     glass = Registry(entry_points=False).get("distortion", "glass_blur")()
     images = torch.rand(6, 3, size, size, generator=torch.Generator().manual_seed(size))
     seeds = sample_seeds(2, torch.arange(6))
     severities = torch.tensor([1, 2, 3, 4, 5, 3])
     on_gpu = glass.call_mixed(images.cuda(), severities, BatchRNG(seeds.cuda())).cpu()
-    assert blur._COPIES_KERNEL.available(torch.device("cuda")), "the fused kernel failed on the GPU"
+    assert _glass._COPIES_KERNEL.available(torch.device("cuda")), "the fused kernel failed on the GPU"
     assert _filters._BLUR_KERNEL.available(torch.device("cuda")), "the fused blur failed on the GPU"
     on_cpu = glass.call_mixed(images, severities, BatchRNG(seeds))
     # From 128 px both devices blur by the same direct sums in the same order (the CPU in C, the GPU
