@@ -163,7 +163,7 @@ class BatchRNG:
                 return out
         elif native.available(self.device):
             return cpu_kernels.draw(self.seeds, first, columns or hashed, mode, streams=len(sizes), hashed=hashed,
-                               layout=layout, table=table)
+                                    layout=layout, table=table)
         if layout is None:
             keys = mix64(self.seeds ^ _signed(first * _MIX1))[:, None]
         else:

@@ -183,7 +183,7 @@ def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None
     reach = taps.shape[-1] - 1
     h, w = images.shape[-2:]
     return cpu_kernels.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
-                                _border_index(w, reach, reach, mode, "cpu"), clamp)
+                                     _border_index(w, reach, reach, mode, "cpu"), clamp)
 
 
 @functools.lru_cache(maxsize=64)
@@ -340,7 +340,7 @@ def disk_blur_in_c(images: torch.Tensor, radius: float, alias_blur: float) -> to
     sums = disk_sums(radius, alias_blur)
     h, w = images.shape[-2:]
     return cpu_kernels.defocus(images, sums, _border_index(h, sums.pad, sums.pad, "reflect101", "cpu"),
-                          _border_index(w, sums.pad, sums.pad, "reflect101", "cpu"))
+                               _border_index(w, sums.pad, sums.pad, "reflect101", "cpu"))
 
 
 def filter2d(images: torch.Tensor, kernel: torch.Tensor, mode: str = "reflect101") -> torch.Tensor:

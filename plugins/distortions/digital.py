@@ -121,7 +121,7 @@ class Pixelate(WholeBatchInC, Distortion):
         small_h, small_w = max(1, int(h * factor)), max(1, int(w * factor))
         if native.takes(images):  # the same passes, one plane at a time in one loop
             return cpu_kernels.pixelate(images, (small_h, small_w), *_pixelate_plan(h, w, small_h, small_w,
-                                                                                self.table(h, w) == "cifar-10-c"))
+                                                                                     self.table(h, w) == "cifar-10-c"))
         small = _box_resize((images * 255).round_(), small_h, small_w).div_(255).to(images.dtype)
         # Both upscales copy pixels (exactly), so they may come after the division by 255.
         if self.table(h, w) == "cifar-10-c":  # the CIFAR script upscales with BOX as well

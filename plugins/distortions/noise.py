@@ -62,7 +62,7 @@ class ShotNoise(WholeBatchInC, MixedPass):
         first_row = self.per_sample([256 * i for i in range(len(photons))], severities, images)
         if native.takes(images):  # the whole of it in one loop
             return cpu_kernels.shot_noise(images, first_row, self.per_sample(photons, severities, images),
-                                     _poisson_inverse(photons, images.device), rng)
+                                          _poisson_inverse(photons, images.device), rng)
         rows = (images * 255).round_().to(torch.int32).add_(first_row.to(torch.int32))  # s * 256 + level
         uniform = (rng.bits(*images.shape[1:]) >> 8) & 0xFFFFFF
         counts = _poisson_inverse(photons, images.device)(rows, uniform)
