@@ -875,6 +875,13 @@ static inline double shifted_at(const float *row, int64_t x, int64_t shift, int6
     return (double)row[source < 0 ? 0 : (source >= w ? w - 1 : source)];
 }
 
+/* Columns [*lo, *hi) of a w-wide row at which every tap shifted by least .. most columns reads
+ * inside its source row (the others read its first or last value). */
+static inline void inside_columns(int64_t least, int64_t most, int64_t w, int64_t *lo, int64_t *hi) {
+    *lo = most < 0 ? 0 : (most > w ? w : most);
+    *hi = w + least < *lo ? *lo : (w + least > w ? w : w + least);
+}
+
 /* The reference's _motion_blur for planes [begin, end) of `channels`-plane h x w images: each
  * output pixel the float64 sum, in tap order, of weight k times the image at (y - dy[k], x - dx[k])
  * with coordinates clamped to the image (edges replicated), over image b's `taps` (width per
@@ -908,14 +915,12 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
                                       *restrict r3 = rows[u + 3];
                 const double w0 = weight[u], w1 = weight[u + 1], w2 = weight[u + 2], w3 = weight[u + 3];
                 const int64_t s0 = shift_x[u], s1 = shift_x[u + 1], s2 = shift_x[u + 2], s3 = shift_x[u + 3];
-                int64_t lo = s0, hi = s0; /* columns [lo, hi) read inside every row */
+                int64_t least = s0, most = s0, lo, hi;
                 for (int64_t v = u + 1; v < u + 4; ++v) {
-                    lo = shift_x[v] > lo ? shift_x[v] : lo;
-                    hi = shift_x[v] < hi ? shift_x[v] : hi;
+                    most = shift_x[v] > most ? shift_x[v] : most;
+                    least = shift_x[v] < least ? shift_x[v] : least;
                 }
-                hi += w;
-                lo = lo < 0 ? 0 : (lo > w ? w : lo);
-                hi = hi < lo ? lo : (hi > w ? w : hi);
+                inside_columns(least, most, w, &lo, &hi); /* columns read inside every row */
                 for (int64_t x = 0; x < lo; ++x)
                     a[x] = (((a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w)) +
                             w2 * shifted_at(r2, x, s2, w)) + w3 * shifted_at(r3, x, s3, w);
@@ -929,8 +934,8 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
             for (; u < used; ++u) { /* the last taps, one at a time */
                 const float *restrict row = rows[u];
                 const int64_t shift = shift_x[u];
-                const int64_t lo = shift < 0 ? 0 : (shift > w ? w : shift);
-                const int64_t hi = w + shift < lo ? lo : (w + shift > w ? w : w + shift);
+                int64_t lo, hi;
+                inside_columns(shift, shift, w, &lo, &hi);
                 for (int64_t x = 0; x < lo; ++x) a[x] += weight[u] * (double)row[0];
                 for (int64_t x = lo; x < hi; ++x) a[x] += weight[u] * (double)row[x - shift];
                 for (int64_t x = hi; x < w; ++x) a[x] += weight[u] * (double)row[w - 1];
