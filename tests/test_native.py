@@ -202,22 +202,27 @@ def test_the_defocus_kernel_agrees_with_the_float64_filter_on_any_size(shape: tu
 def test_the_spatter_water_kernel_equals_the_torch_path(monkeypatch, shape: tuple[int, int]) -> None:
     """Fields with no liquid at all, noise (edges everywhere, weak chains for the hysteresis),
     blobs with sharp rims, one bright pixel, a few levels (magnitudes on the thresholds), values
-    beyond 0..1 and one vertical edge, on images down to one row or column; one threshold and
-    intensity, and one per image."""
+    beyond 0..1, one vertical edge and low contrast (mostly weak pixels), on images down to one
+    row or column; one threshold and intensity, and one per image."""
     h, w = shape
     generator = torch.Generator().manual_seed(h * 100 + w)
     noise = torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64)
     blobs = (torch.rand(2, 1, h, w, generator=generator) > 0.7).double() * 0.9
     dot = torch.zeros(1, 1, h, w, dtype=torch.float64)
     dot[..., h // 2, w // 2] = 1.0
-    # levels 0, 25, 50, 75: gradient magnitudes are multiples of 25, often exactly 50 or 150
-    steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 0.5).double() / 255
+    # levels 100, 125, 150, 175 (above the cuts): gradient magnitudes are multiples of 25, often
+    # exactly 50 or 150
+    steps = (torch.randint(0, 4, (2, 1, h, w), generator=generator) * 25 + 100.5).double() / 255
+    # low contrast: weak pixels far outnumber the edges, and only some of their chains reach one
+    # (the kernel's hysteresis then grows the edges from the weak pixels, not from the edges)
+    gentle = _filters.gaussian_blur(torch.rand(2, 1, h, w, generator=generator, dtype=torch.float64), 1.0)
+    gentle = (gentle - 0.5) * 0.4 + 0.6
     wide = noise * 1.6 - 0.3  # levels clamped at both ends
     # a vertical edge where a row's last quarter starts, where the C distance's stretches meet
     # (test_the_water_kernels_distance_is_opencvs checks their carries value for value)
     cliff = torch.zeros(1, 1, h, w, dtype=torch.float64)
     cliff[..., 3 * (w // 4) :] = 0.9  # wet on the right, where the carried distances land
-    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide, cliff])
+    layer = torch.cat([torch.zeros(1, 1, h, w, dtype=torch.float64), noise, blobs, dot, steps, wide, cliff, gentle])
     images = torch.rand(layer.shape[0], 3, h, w, generator=generator)
     each = torch.linspace(0.3, 1.5, layer.shape[0]).view(-1, 1, 1, 1)  # per image, as spatter_each
     cuts = torch.linspace(0.0, 0.6, layer.shape[0], dtype=torch.float64).view(-1, 1, 1, 1)

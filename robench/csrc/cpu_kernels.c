@@ -1235,6 +1235,42 @@ static void box_sum3_row(const float *restrict x, double *restrict out, double *
     if (w > 1) out[w - 1] = (rows[w - 2] + rows[w - 1]) + rows[rx[w + 1]];
 }
 
+/* Add the counts of the levels 0 .. 20 among n whole-number floats to hist, in four interleaved
+ * tallies: runs of equal levels (most of the smoothed distance is 20) would otherwise chain each
+ * increment to the one before through memory. */
+static void count_levels(const float *restrict row, int64_t n, int64_t *restrict hist) {
+    int32_t tally[4][24] = {{0}};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; ++k) tally[k][(int32_t)row[i + k]] += 1;
+    for (; i < n; ++i) tally[0][(int32_t)row[i]] += 1;
+    for (int v = 0; v < 21; ++v) hist[v] += (tally[0][v] + tally[1][v]) + (tally[2][v] + tally[3][v]);
+}
+
+/* Append to list (from list[count]) the indices base + i of the values equal to target among row[0 ..
+ * w), in order, eight at a time, skipping eights without one; returns the new count. */
+static int64_t list_state(const int32_t *restrict row, int64_t w, int32_t target, int64_t base, int32_t *restrict list,
+                          int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= w; i += 8) {
+        int_lanes8 v;
+        memcpy(&v, row + i, sizeof v);
+        const int_lanes8 hit = v == target; /* -1 where equal */
+        uint64_t any[4];
+        memcpy(any, &hit, sizeof any);
+        if ((any[0] | any[1] | any[2] | any[3]) == 0) continue;
+        for (int k = 0; k < 8; ++k) {
+            list[count] = (int32_t)(base + i + k);
+            count -= hit[k];
+        }
+    }
+    for (; i < w; ++i) {
+        list[count] = (int32_t)(base + i);
+        count += row[i] == target;
+    }
+    return count;
+}
+
 /* The emboss filter at column i of a row (left / right neighbour columns l / r), clamped to 0..255:
  * small integers, exact in any order. */
 static inline float emboss_at(const float *up, const float *mid, const float *down, int64_t l, int64_t i, int64_t r) {
@@ -1310,12 +1346,12 @@ static void steps_from_rows(float *restrict r0, const float *r1, const float *r2
  * raster pass of float32 sums of the step lengths 1, 1.4 and 2.1969 over `frame` [(h + 4) x
  * (w + 4)], whose 2-px border never updates. Each row's steps from the rows before it are taken
  * for all its pixels at once (steps_from_rows), then the step along the row (row_chain). */
-static void chamfer_distance(const int32_t *restrict state, float *restrict frame, float *restrict dist, int64_t h,
-                             int64_t w) {
+static void chamfer_distance(const int32_t *restrict state, int64_t stride, float *restrict frame,
+                             float *restrict dist, int64_t h, int64_t w) {
     const int64_t pw = w + 4;
     for (int64_t i = 0; i < (h + 4) * pw; ++i) frame[i] = INFINITY;
     for (int64_t y = 0; y < h; ++y)
-        for (int64_t i = 0; i < w; ++i) frame[(y + 2) * pw + 2 + i] = state[y * w + i] == 2 ? 0.0f : INFINITY;
+        for (int64_t i = 0; i < w; ++i) frame[(y + 2) * pw + 2 + i] = state[y * stride + i] == 2 ? 0.0f : INFINITY;
     for (int64_t y = 0; y < h; ++y) { /* forward: from rows y - 1, y - 2 and the pixel on the left */
         float *r0 = frame + (y + 2) * pw + 2;
         steps_from_rows(r0, r0 - pw, r0 - 2 * pw, w);
@@ -1351,7 +1387,7 @@ void robench_chamfer_distance(const uint8_t *edges, float *out, int64_t begin, i
     if (state == NULL || frame == NULL) abort();
     for (int64_t b = begin; b < end; ++b) {
         for (int64_t i = 0; i < n; ++i) state[i] = edges[b * n + i] ? 2 : 0;
-        chamfer_distance(state, frame, out + b * n, h, w);
+        chamfer_distance(state, w, frame, out + b * n, h, w);
     }
     free(state);
     free(frame);
@@ -1371,19 +1407,19 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                            const float *intensity, const float *colour, int64_t begin, int64_t end, int64_t h,
                            int64_t w) {
     const int64_t n = h * w, pw = w + 2;
-    int32_t *grid = malloc((size_t)(2 * (h + 2) * pw + 4 * n) * sizeof(int32_t));
+    int32_t *grid = malloc((size_t)(3 * (h + 2) * pw + 4 * n) * sizeof(int32_t));
     double *sums = malloc((size_t)(2 * w) * sizeof(double)); /* a row's window sums, and its three rows' */
     float *dist = malloc((size_t)(2 * n + (h + 4) * (w + 4)) * sizeof(float));
     int64_t *ry = malloc((size_t)(h + 2 + w + 2) * sizeof(int64_t));
     float *levels = malloc((size_t)n * sizeof(float));
     if (grid == NULL || sums == NULL || dist == NULL || ry == NULL || levels == NULL) abort();
     int32_t *level = grid, *mag = level + (h + 2) * pw, *gx = mag + (h + 2) * pw, *gy = gx + n;
-    int32_t *state = gy + n, *stack = state + n;
+    int32_t *framed = gy + n, *stack = framed + (h + 2) * pw, *state = framed + pw + 1; /* state[y * pw + i]; stack: 2n values */
     int64_t *rx = ry + h + 2;
     float *work = dist + n, *frame = work + n;
     for (int64_t i = 0; i < h + 2; ++i) ry[i] = reflect101(i - 1, h);
     for (int64_t i = 0; i < w + 2; ++i) rx[i] = reflect101(i - 1, w);
-    for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = 0; /* a zero frame: outside counts 0 */
+    for (int64_t i = 0; i < (h + 2) * pw; ++i) mag[i] = framed[i] = 0; /* zero frames: outside counts 0, no edge */
     for (int64_t b = begin; b < end; ++b) {
         const double *field = layers + b * n, cut = threshold[b];
         for (int64_t i = 0; i < n; ++i) { /* 0 below the threshold, then astype(uint8), saturating */
@@ -1402,9 +1438,10 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                       mag + (y + 1) * pw + 1, w);
         /* state: 0 none, 1 weak (kept by the suppression, above 50), 2 edge; every neighbour is
          * read (the zero frame holds them) and the direction picks two, so the loop has no branch */
+        int64_t kept_count = 0, strong = 0;
         for (int64_t y = 0; y < h; ++y) {
             const int32_t *restrict z = mag + (y + 1) * pw + 1, *restrict sx = gx + y * w, *restrict sy = gy + y * w;
-            int32_t *restrict kept = state + y * w;
+            int32_t *restrict kept = state + y * pw;
             for (int64_t i = 0; i < w; ++i) {
                 const int32_t m = z[i], gxi = sx[i], gyi = sy[i];
                 const int32_t ax = gxi < 0 ? -gxi : gxi, ay = (gyi < 0 ? -gyi : gyi) << 15, tg22 = ax * 13573;
@@ -1420,32 +1457,48 @@ void robench_spatter_water(const double *layers, const float *images, float *out
                 /* the axis directions keep the upper / left pixel of a tie, the diagonals neither */
                 const int32_t keep = (m > before) & (m >= after) & (m > 50);
                 kept[i] = keep * (1 + (m > 150));
+                kept_count += keep;
+                strong += keep & (m > 150);
             }
         }
-        int64_t top = 0;
-        for (int64_t k = 0; k < n; ++k) { /* the edges, compacted without a branch */
-            stack[top] = (int32_t)k;
-            top += state[k] == 2;
-        }
-        while (top > 0) { /* hysteresis: weak pixels 8-connected to an edge become edges */
-            const int64_t k = stack[--top], y = k / w, i = k % w;
-            for (int64_t dy = -1; dy <= 1; ++dy)
-                for (int64_t dx = -1; dx <= 1; ++dx) {
-                    const int64_t v = y + dy, u = i + dx;
-                    if (v < 0 || v >= h || u < 0 || u >= w || state[v * w + u] != 1) continue;
-                    state[v * w + u] = 2;
-                    stack[top++] = (int32_t)(v * w + u);
+        /* hysteresis: weak pixels 8-connected to an edge become edges (the frame holds neither), grown
+         * from a list of whichever are fewer (either can be the most of the pixels): the weak pixels
+         * next to an edge, or the edges */
+        const int64_t weak = kept_count - strong;
+        const int32_t listed = weak <= strong ? 1 : 2;
+        int64_t seeds = 0;
+        for (int64_t y = 0; weak > 0 && y < h; ++y) seeds = list_state(state + y * pw, w, listed, y * pw, stack, seeds);
+        const int64_t around[8] = {-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1};
+        int32_t *grown = stack + seeds; /* at most the weak pixels' count */
+        for (int64_t j = 0; j < seeds; ++j) {
+            const int64_t k = stack[j];
+            int64_t top = 0;
+            if (listed == 2) {
+                grown[top++] = (int32_t)k;
+            } else {
+                int touches = 0;
+                for (int d = 0; d < 8; ++d) touches |= state[k + around[d]] == 2;
+                if (state[k] != 1 || !touches) continue;
+                state[k] = 2;
+                grown[top++] = (int32_t)k;
+            }
+            while (top > 0) {
+                const int64_t c = grown[--top];
+                for (int d = 0; d < 8; ++d) {
+                    const int64_t v = c + around[d];
+                    if (state[v] != 1) continue;
+                    state[v] = 2;
+                    grown[top++] = (int32_t)v;
                 }
+            }
         }
-        chamfer_distance(state, frame, dist, h, w);
+        chamfer_distance(state, pw, frame, dist, h, w);
         int64_t hist[21] = {0};
         for (int64_t y = 0; y < h; ++y) { /* cv2.blur on float32, then the uint8 cast */
             box_sum3_row(dist, sums, sums + w, ry, rx, y, w);
             float *restrict row = work + y * w;
-            for (int64_t i = 0; i < w; ++i) {
-                row[i] = floorf((float)(sums[i] * (1.0 / 9.0)));
-                hist[(int64_t)row[i]] += 1;
-            }
+            for (int64_t i = 0; i < w; ++i) row[i] = floorf((float)(sums[i] * (1.0 / 9.0)));
+            count_levels(row, w, hist);
         }
         int64_t first = 0; /* equalizeHist */
         while (first < 20 && hist[first] == 0) ++first;
