@@ -279,15 +279,19 @@ def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
 @needs_compiler
 def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monkeypatch) -> None:
     """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
-    and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; and
-    the largest coefficients the transforms meet (black, white, one-pixel checkerboards and
-    stripes in every channel: int32 lanes must hold them as libjpeg's INT32 does)."""
+    and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; the
+    largest coefficients the transforms meet (black, white, one-pixel checkerboards and stripes in
+    every channel: int32 lanes must hold them as libjpeg's INT32 does); values beyond [0, 1]; and
+    values halfway between two levels (rounded half to even)."""
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
     generator = torch.Generator().manual_seed(0)
     batches = [torch.rand(3, 3, h, w, generator=generator) for h, w in sizes]
     y, x = torch.meshgrid(torch.arange(32), torch.arange(40), indexing="ij")
     patterns = [torch.zeros(32, 40), torch.ones(32, 40), ((y + x) % 2).float(), (x % 2).float(), (y % 2).float()]
     batches.append(torch.stack([torch.stack([p, 1 - p, p]) for p in patterns]))
+    batches.append(torch.rand(2, 3, 19, 21, generator=generator) * 1.6 - 0.3)  # levels clamped at both ends
+    halves = ((torch.arange(255, dtype=torch.float64) + 0.5) / 255).float()  # x * 255 = k + 1/2 exactly
+    batches.append(halves[torch.randperm(255, generator=generator)].repeat(6)[: 2 * 3 * 17 * 15].view(2, 3, 17, 15))
 
     def make() -> list[torch.Tensor]:
         out = []
