@@ -276,19 +276,42 @@ def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
         assert torch.equal(distance, torch.from_numpy(np.minimum(expected, 20.0)))
 
 
+@pytest.fixture(scope="module")
+def portable_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
+    """The C kernels built with ROBENCH_PORTABLE: the generic paths that machines without SSE2
+    take (jpeg_compression's DCTs in int32 lanes instead of SSE2's 16-bit ones)."""
+    compiler = f"{os.environ.get('CC') or 'cc'} -DROBENCH_PORTABLE"
+    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("portable"), compiler=compiler)
+    assert library.load() is not None
+    return library
+
+
 @needs_compiler
-def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(monkeypatch) -> None:
+@pytest.mark.parametrize("build", ["native", "portable"])
+def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
+    monkeypatch, portable_library: native.NativeLibrary, build: str
+) -> None:
     """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
     and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; the
     largest coefficients the transforms meet (black, white, one-pixel checkerboards and stripes in
-    every channel: int32 lanes must hold them as libjpeg's INT32 does); values beyond [0, 1]; and
-    values halfway between two levels (rounded half to even)."""
+    every channel, and each of the 64 DCT basis functions' sign pattern at full contrast: the
+    16-bit lanes of the SSE2 build must hold them as libjpeg's INT32 does); values beyond [0, 1];
+    and values halfway between two levels (rounded half to even). Both builds: the SSE2 DCTs and
+    the generic int32 ones."""
+    if build == "portable":
+        monkeypatch.setattr(native, "LIBRARY", portable_library)
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
     generator = torch.Generator().manual_seed(0)
     batches = [torch.rand(3, 3, h, w, generator=generator) for h, w in sizes]
     y, x = torch.meshgrid(torch.arange(32), torch.arange(40), indexing="ij")
     patterns = [torch.zeros(32, 40), torch.ones(32, 40), ((y + x) % 2).float(), (x % 2).float(), (y % 2).float()]
     batches.append(torch.stack([torch.stack([p, 1 - p, p]) for p in patterns]))
+    # block (u, v) of a 64 x 64 image: black or white by the sign of DCT basis function (u, v)
+    k = torch.arange(8, dtype=torch.float64)
+    basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)  # basis[u, x]
+    signs = (basis[:, None, :, None] * basis[None, :, None, :] > 0).float()  # (u, v, y, x)
+    tiles = signs.permute(0, 2, 1, 3).reshape(64, 64)
+    batches.append(torch.stack([torch.stack([tiles, 1 - tiles, tiles]), torch.stack([1 - tiles, tiles, 1 - tiles])]))
     batches.append(torch.rand(2, 3, 19, 21, generator=generator) * 1.6 - 0.3)  # levels clamped at both ends
     halves = ((torch.arange(255, dtype=torch.float64) + 0.5) / 255).float()  # x * 255 = k + 1/2 exactly
     batches.append(halves[torch.randperm(255, generator=generator)].repeat(6)[: 2 * 3 * 17 * 15].view(2, 3, 17, 15))

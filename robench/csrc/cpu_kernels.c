@@ -12,6 +12,15 @@
 #if defined(__x86_64__) && defined(__AVX__)
 #include <immintrin.h>
 #endif
+/* jpeg_compression's DCTs in SSE2's 16-bit lanes where the machine has them (every x86-64), unless
+ * ROBENCH_PORTABLE is defined: then the generic int32 lanes, as on other machines (the tests build
+ * both and compare them). */
+#if defined(__SSE2__) && !defined(ROBENCH_PORTABLE)
+#include <emmintrin.h>
+#define JPEG_SSE2 1
+#else
+#define JPEG_SSE2 0
+#endif
 
 #define MIX1 0xBF58476D1CE4E5B9ULL
 #define MIX2 0x94D049BB133111EBULL
@@ -528,6 +537,7 @@ static inline void idct_lanes(int_lanes8 *v) {
     v[7] = tmp10 - t3;
 }
 
+#if !JPEG_SSE2
 /* Encode and decode a (rows x cols) plane, both multiples of 8, block by block in place with
  * the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
  * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped.
@@ -577,6 +587,7 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
         }
     }
 }
+#endif
 
 /* Eight values x * 255 clamped to [0, 255] and rounded half to even (+ then - 1.5 * 2^23: exact in
  * this range, so nearbyintf's result), as int32: the scalar loop's levels. Written with vectors
@@ -593,6 +604,171 @@ static inline int_lanes8 level_lanes(lanes8 x) {
     memcpy(&clamped, &bits, sizeof clamped);
     return __builtin_convertvector((clamped + 12582912.0f) - 12582912.0f, int_lanes8);
 }
+
+#if JPEG_SSE2
+/* code_plane's arithmetic in 16-bit lanes (SSE2), libjpeg-turbo's way: every multiply of its
+ * 1-D passes is one of pmaddwd's pairs, a * ca + b * cb summed in int32 from int16 lanes, so a
+ * block row takes one SSE register (the int32 lanes take two, and the first Zen splits those
+ * into halves anyway). The sums are the int32 path's integer sums, regrouped (z1 .. z5 folded
+ * into each pair's constants), so equal. Between the passes the values fit int16, as in
+ * libjpeg-turbo's SIMD code: the FDCT's first pass gives 4x a row DCT of levels - 128 (under
+ * 5,700), the coefficients lie under 2^13, and the IDCT's first pass gives 4x a column's inverse
+ * (under 2^14 with the quantisation's error); descale16 would saturate where they did not. The
+ * tests compare this path with the generic one (ROBENCH_PORTABLE) on every DCT basis function's
+ * sign pattern at full contrast. */
+typedef struct {
+    __m128i lo, hi; /* lanes 0-3 and 4-7, int32 */
+} pair_sums;
+
+static inline pair_sums madd16(__m128i a, __m128i b, int ca, int cb) {
+    const __m128i c = _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)cb << 16) | (uint16_t)ca));
+    return (pair_sums){_mm_madd_epi16(_mm_unpacklo_epi16(a, b), c), _mm_madd_epi16(_mm_unpackhi_epi16(a, b), c)};
+}
+
+static inline pair_sums add_sums(pair_sums x, pair_sums y) {
+    return (pair_sums){_mm_add_epi32(x.lo, y.lo), _mm_add_epi32(x.hi, y.hi)};
+}
+
+static inline pair_sums sub_sums(pair_sums x, pair_sums y) {
+    return (pair_sums){_mm_sub_epi32(x.lo, y.lo), _mm_sub_epi32(x.hi, y.hi)};
+}
+
+/* (x + 2^(shift - 1)) >> shift in each lane, back to int16 (saturating: never reached here) */
+static inline __m128i descale16(pair_sums x, int shift) {
+    const __m128i half = _mm_set1_epi32(1 << (shift - 1));
+    return _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(x.lo, half), shift),
+                           _mm_srai_epi32(_mm_add_epi32(x.hi, half), shift));
+}
+
+/* fdct_lanes on int16 lanes, descaled by `shift` (11, then 15). */
+static inline void fdct16(__m128i *v, int shift) {
+    const __m128i t0 = _mm_add_epi16(v[0], v[7]), t1 = _mm_add_epi16(v[1], v[6]);
+    const __m128i t2 = _mm_add_epi16(v[2], v[5]), t3 = _mm_add_epi16(v[3], v[4]);
+    const __m128i t7 = _mm_sub_epi16(v[0], v[7]), t6 = _mm_sub_epi16(v[1], v[6]);
+    const __m128i t5 = _mm_sub_epi16(v[2], v[5]), t4 = _mm_sub_epi16(v[3], v[4]);
+    const __m128i t10 = _mm_add_epi16(t0, t3), t13 = _mm_sub_epi16(t0, t3);
+    const __m128i t11 = _mm_add_epi16(t1, t2), t12 = _mm_sub_epi16(t1, t2);
+    v[0] = descale16(madd16(t10, t11, 8192, 8192), shift);
+    v[4] = descale16(madd16(t10, t11, 8192, -8192), shift);
+    v[2] = descale16(madd16(t13, t12, F0541 + F0765, F0541), shift);  /* z + t13 F0765 */
+    v[6] = descale16(madd16(t13, t12, F0541, F0541 - F1847), shift);  /* z - t12 F1847 */
+    const __m128i z3 = _mm_add_epi16(t4, t6), z4 = _mm_add_epi16(t5, t7);
+    const pair_sums z3z5 = madd16(z3, z4, F1175 - F1961, F1175);       /* z3 -F1961 + z5 */
+    const pair_sums z4z5 = madd16(z3, z4, F1175, F1175 - F0390);       /* z4 -F0390 + z5 */
+    v[7] = descale16(add_sums(madd16(t4, t7, F0298 - F0899, -F0899), z3z5), shift);
+    v[1] = descale16(add_sums(madd16(t4, t7, -F0899, F1501 - F0899), z4z5), shift);
+    v[5] = descale16(add_sums(madd16(t5, t6, F2053 - F2562, -F2562), z4z5), shift);
+    v[3] = descale16(add_sums(madd16(t5, t6, -F2562, F3072 - F2562), z3z5), shift);
+}
+
+/* idct_lanes on int16 lanes, with its eight outputs' sums (before the descale) in out. */
+static inline void idct16(const __m128i *v, pair_sums *out) {
+    const pair_sums tmp3 = madd16(v[2], v[6], F0541 + F0765, F0541), tmp2 = madd16(v[2], v[6], F0541, F0541 - F1847);
+    const pair_sums tmp0 = madd16(v[0], v[4], 8192, 8192), tmp1 = madd16(v[0], v[4], 8192, -8192);
+    const pair_sums tmp10 = add_sums(tmp0, tmp3), tmp13 = sub_sums(tmp0, tmp3);
+    const pair_sums tmp11 = add_sums(tmp1, tmp2), tmp12 = sub_sums(tmp1, tmp2);
+    const __m128i z3 = _mm_add_epi16(v[7], v[3]), z4 = _mm_add_epi16(v[5], v[1]);
+    const pair_sums z3z5 = madd16(z3, z4, F1175 - F1961, F1175), z4z5 = madd16(z3, z4, F1175, F1175 - F0390);
+    const pair_sums t0 = add_sums(madd16(v[7], v[1], F0298 - F0899, -F0899), z3z5);
+    const pair_sums t3 = add_sums(madd16(v[7], v[1], -F0899, F1501 - F0899), z4z5);
+    const pair_sums t1 = add_sums(madd16(v[5], v[3], F2053 - F2562, -F2562), z4z5);
+    const pair_sums t2 = add_sums(madd16(v[5], v[3], -F2562, F3072 - F2562), z3z5);
+    out[0] = add_sums(tmp10, t3);
+    out[7] = sub_sums(tmp10, t3);
+    out[1] = add_sums(tmp11, t2);
+    out[6] = sub_sums(tmp11, t2);
+    out[2] = add_sums(tmp12, t1);
+    out[5] = sub_sums(tmp12, t1);
+    out[3] = add_sums(tmp13, t0);
+    out[4] = sub_sums(tmp13, t0);
+}
+
+static inline void transpose16(__m128i r[8]) { /* 8 x 8 int16: 16-, 32-, then 64-bit interleaving */
+    __m128i a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm_unpacklo_epi16(r[i], r[i + 1]);
+        a[i + 1] = _mm_unpackhi_epi16(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        b[i] = _mm_unpacklo_epi32(a[i], a[i + 2]);
+        b[i + 1] = _mm_unpackhi_epi32(a[i], a[i + 2]);
+        b[i + 2] = _mm_unpacklo_epi32(a[i + 1], a[i + 3]);
+        b[i + 3] = _mm_unpackhi_epi32(a[i + 1], a[i + 3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[2 * i] = _mm_unpacklo_epi64(b[i], b[i + 4]);
+        r[2 * i + 1] = _mm_unpackhi_epi64(b[i], b[i + 4]);
+    }
+}
+
+/* code_plane in 16-bit lanes. Its quantisation's quotient floor(n / d) (n = |coefficient| + d / 2
+ * below 2^14 + 2^10, d = 8q) is the float product n * r truncated, r being 1 / d rounded up by
+ * 2^-23 to 2^-22 of itself: then n * r, rounded, lies at or above n / d and below the next whole
+ * number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20), so no
+ * correction is needed (checked for every q of 1 .. 255, the baseline tables' range, and every n
+ * below 2^15); the product level * q fits int16. */
+static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
+    __m128i half[8], quant[8];
+    __m128 reciprocal[8][2];
+    for (int u = 0; u < 8; ++u) {
+        int16_t h[8], q[8];
+        float r[8];
+        for (int k = 0; k < 8; ++k) {
+            q[k] = (int16_t)table[u * 8 + k];
+            h[k] = (int16_t)(4 * table[u * 8 + k]);
+            r[k] = (float)(1.0 / (8.0 * table[u * 8 + k]) * (1.0 + 0x3p-24));
+        }
+        half[u] = _mm_loadu_si128((const __m128i *)h);
+        quant[u] = _mm_loadu_si128((const __m128i *)q);
+        reciprocal[u][0] = _mm_loadu_ps(r);
+        reciprocal[u][1] = _mm_loadu_ps(r + 4);
+    }
+    const __m128i centre = _mm_set1_epi16(128);
+    for (int64_t by = 0; by < rows; by += 8) {
+        for (int64_t bx = 0; bx < cols; bx += 8) {
+            __m128i v[8];
+            for (int r = 0; r < 8; ++r) {
+                const int32_t *row = plane + (by + r) * cols + bx;
+                v[r] = _mm_sub_epi16(_mm_packs_epi32(_mm_loadu_si128((const __m128i *)row),
+                                                     _mm_loadu_si128((const __m128i *)(row + 4))), centre);
+            }
+            transpose16(v); /* the row pass */
+            fdct16(v, 11);
+            transpose16(v); /* the column pass */
+            fdct16(v, 15);
+            for (int u = 0; u < 8; ++u) { /* sign * floor((|c| + 4q) / 8q) * q */
+                const __m128i sign = _mm_srai_epi16(v[u], 15);
+                const __m128i dividend = _mm_add_epi16(_mm_sub_epi16(_mm_xor_si128(v[u], sign), sign), half[u]);
+                const __m128i zero = _mm_setzero_si128();
+                const __m128i lo = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(dividend, zero)),
+                                                               reciprocal[u][0]));
+                const __m128i hi = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(dividend, zero)),
+                                                               reciprocal[u][1]));
+                const __m128i value = _mm_mullo_epi16(_mm_packs_epi32(lo, hi), quant[u]);
+                v[u] = _mm_sub_epi16(_mm_xor_si128(value, sign), sign);
+            }
+            pair_sums sums[8];
+            idct16(v, sums); /* the column pass */
+            for (int i = 0; i < 8; ++i) v[i] = descale16(sums[i], 11);
+            transpose16(v); /* the row pass */
+            idct16(v, sums);
+            const __m128i top = _mm_set1_epi16(255);
+            for (int i = 0; i < 8; ++i) /* + 128, clamped to 0 .. 255 */
+                v[i] = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(descale16(sums[i], 18), centre), _mm_setzero_si128()),
+                                     top);
+            transpose16(v);
+            for (int r = 0; r < 8; ++r) { /* levels 0 .. 255: widened with zeros */
+                int32_t *row = plane + (by + r) * cols + bx;
+                _mm_storeu_si128((__m128i *)row, _mm_unpacklo_epi16(v[r], _mm_setzero_si128()));
+                _mm_storeu_si128((__m128i *)(row + 4), _mm_unpackhi_epi16(v[r], _mm_setzero_si128()));
+            }
+        }
+    }
+}
+#define CODE_PLANE code_plane16
+#else
+#define CODE_PLANE code_plane
+#endif /* JPEG_SSE2 */
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
 
@@ -642,7 +818,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         }
         for (int64_t r = h; r < h8; ++r)
             for (int64_t c = 0; c < w8; ++c) y[r * w8 + c] = y[(h - 1) * w8 + c];
-        code_plane(y, h8, w8, luma + 64 * q);
+        CODE_PLANE(y, h8, w8, luma + 64 * q);
         const int32_t *full[2] = {cb, cr};
         for (int k = 0; k < 2; ++k) { /* h2v2_downsample of the padded plane, 1, 2 bias, MCU rows */
             for (int64_t i = 0; i < h2; ++i) {
@@ -658,7 +834,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
             }
             for (int64_t i = h2; i < hc; ++i)
                 for (int64_t j = 0; j < w2; ++j) small[k][i * w2 + j] = small[k][(h2 - 1) * w2 + j];
-            code_plane(small[k], hc, w2, chroma + 64 * q);
+            CODE_PLANE(small[k], hc, w2, chroma + 64 * q);
         }
         float *o = out + b * 3 * plane;
         for (int64_t r = 0; r < h; ++r) {
