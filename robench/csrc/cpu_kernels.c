@@ -590,10 +590,10 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
 #endif
 
 /* Eight values x * 255 clamped to [0, 255] and rounded half to even (+ then - 1.5 * 2^23: exact in
- * this range, so nearbyintf's result), as int32: the scalar loop's levels. Written with vectors
+ * this range, so nearbyintf's result): the scalar loop's levels, as floats. Written with vectors
  * because GCC vectorised the scalar loop by carrying the clamp's three cases through every product
  * of the colour transform and blending them (some 130 instructions for four pixels). */
-static inline int_lanes8 level_lanes(lanes8 x) {
+static inline lanes8 level_lanes(lanes8 x) {
     const lanes8 v = x * 255.0f, top = (lanes8){0} + 255.0f;
     const int_lanes8 below = v < (lanes8){0}, above = v > top; /* -1 where true */
     int_lanes8 bits, top_bits;
@@ -602,7 +602,7 @@ static inline int_lanes8 level_lanes(lanes8 x) {
     bits = (bits & ~below & ~above) | (top_bits & above);
     lanes8 clamped;
     memcpy(&clamped, &bits, sizeof clamped);
-    return __builtin_convertvector((clamped + 12582912.0f) - 12582912.0f, int_lanes8);
+    return (clamped + 12582912.0f) - 12582912.0f;
 }
 
 #if JPEG_SSE2
@@ -794,12 +794,20 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
             int32_t *restrict luminance = y + r * w8, *restrict blue = cb + r * w, *restrict red = cr + r * w;
             const float *restrict xr = x + r * w, *restrict xg = xr + plane, *restrict xb = xg + plane;
             int64_t c = 0;
-            for (; c + 8 <= w; c += 8) { /* eight pixels in vectors (see level_lanes) */
-                const int_lanes8 vr = level_lanes(load8(xr + c)), vg = level_lanes(load8(xg + c)),
-                                 vb = level_lanes(load8(xb + c));
-                const int_lanes8 luma_lanes = (19595 * vr + 38470 * vg + 7471 * vb + (1 << 15)) >> 16;
-                const int_lanes8 blue_lanes = (-11059 * vr - 21709 * vg + offset + 32768 * vb) >> 16;
-                const int_lanes8 red_lanes = (32768 * vr - 27439 * vg + offset - 5329 * vb) >> 16;
+            /* eight pixels in vectors (see level_lanes), the sums in float32: every product and partial
+             * sum is a whole number below 2^24 in magnitude, so exact, and the sums are not negative:
+             * their truncation after * 2^-16 is the shift (float multiplies have two pipes where
+             * int32 ones have one) */
+            for (; c + 8 <= w; c += 8) {
+                const lanes8 vr = level_lanes(load8(xr + c)), vg = level_lanes(load8(xg + c)),
+                             vb = level_lanes(load8(xb + c));
+                const float shift = 0x1p-16f, centre = (float)offset;
+                const int_lanes8 luma_lanes =
+                    __builtin_convertvector((19595.0f * vr + 38470.0f * vg + 7471.0f * vb + 32768.0f) * shift, int_lanes8);
+                const int_lanes8 blue_lanes =
+                    __builtin_convertvector((-11059.0f * vr - 21709.0f * vg + centre + 32768.0f * vb) * shift, int_lanes8);
+                const int_lanes8 red_lanes =
+                    __builtin_convertvector((32768.0f * vr - 27439.0f * vg + centre - 5329.0f * vb) * shift, int_lanes8);
                 memcpy(luminance + c, &luma_lanes, sizeof luma_lanes);
                 memcpy(blue + c, &blue_lanes, sizeof blue_lanes);
                 memcpy(red + c, &red_lanes, sizeof red_lanes);
