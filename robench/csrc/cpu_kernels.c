@@ -801,13 +801,13 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
             for (; c + 8 <= w; c += 8) {
                 const lanes8 vr = level_lanes(load8(xr + c)), vg = level_lanes(load8(xg + c)),
                              vb = level_lanes(load8(xb + c));
-                const float shift = 0x1p-16f, centre = (float)offset;
+                const float shift = 0x1p-16f, chroma_offset = (float)offset;
                 const int_lanes8 luma_lanes =
                     __builtin_convertvector((19595.0f * vr + 38470.0f * vg + 7471.0f * vb + 32768.0f) * shift, int_lanes8);
-                const int_lanes8 blue_lanes =
-                    __builtin_convertvector((-11059.0f * vr - 21709.0f * vg + centre + 32768.0f * vb) * shift, int_lanes8);
-                const int_lanes8 red_lanes =
-                    __builtin_convertvector((32768.0f * vr - 27439.0f * vg + centre - 5329.0f * vb) * shift, int_lanes8);
+                const int_lanes8 blue_lanes = __builtin_convertvector(
+                    (-11059.0f * vr - 21709.0f * vg + chroma_offset + 32768.0f * vb) * shift, int_lanes8);
+                const int_lanes8 red_lanes = __builtin_convertvector(
+                    (32768.0f * vr - 27439.0f * vg + chroma_offset - 5329.0f * vb) * shift, int_lanes8);
                 memcpy(luminance + c, &luma_lanes, sizeof luma_lanes);
                 memcpy(blue + c, &blue_lanes, sizeof blue_lanes);
                 memcpy(red + c, &red_lanes, sizeof red_lanes);
