@@ -296,8 +296,9 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     largest coefficients the transforms meet (black, white, one-pixel checkerboards and stripes in
     every channel, and each of the 64 DCT basis functions' sign pattern at full contrast: the
     16-bit lanes of the SSE2 build must hold them as libjpeg's INT32 does); values beyond [0, 1];
-    and values halfway between two levels (rounded half to even). Both builds: the SSE2 DCTs and
-    the generic int32 ones."""
+    and values halfway between two levels (rounded half to even); black, white and grey images,
+    whose blocks keep their DC alone (the SSE2 build's shortcut, clamped at both ends at coarse
+    qualities). Both builds: the SSE2 DCTs and the generic int32 ones."""
     if build == "portable":
         monkeypatch.setattr(native, "LIBRARY", portable_library)
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
@@ -306,6 +307,7 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     y, x = torch.meshgrid(torch.arange(32), torch.arange(40), indexing="ij")
     patterns = [torch.zeros(32, 40), torch.ones(32, 40), ((y + x) % 2).float(), (x % 2).float(), (y % 2).float()]
     batches.append(torch.stack([torch.stack([p, 1 - p, p]) for p in patterns]))
+    batches.append(torch.stack([torch.full((3, 24, 40), level) for level in (0.0, 1.0, 0.5)]))  # grey: DC alone
     # block (u, v) of a 64 x 64 image: black or white by the sign of DCT basis function (u, v)
     k = torch.arange(8, dtype=torch.float64)
     basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)  # basis[u, x]

@@ -12,9 +12,9 @@
 #if defined(__x86_64__) && defined(__AVX__)
 #include <immintrin.h>
 #endif
-/* jpeg_compression's DCTs in SSE2's 16-bit lanes where the machine has them (every x86-64), unless
- * ROBENCH_PORTABLE is defined: then the generic int32 lanes, as on other machines (the tests build
- * both and compare them). */
+/* jpeg_compression's DCTs and colour conversions in SSE2's 16-bit lanes where the machine has them
+ * (every x86-64), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and scalar
+ * loops, as on other machines (the tests build both and compare them). */
 #if defined(__SSE2__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
 #define JPEG_SSE2 1
@@ -258,7 +258,21 @@ typedef int32_t int_lanes8 __attribute__((vector_size(32)));
 #endif
 #ifndef SHUFFLE8
 #define SHUFFLE8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (int_lanes8){i0, i1, i2, i3, i4, i5, i6, i7})
+#define SHUFFLE_SHORT8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) \
+    __builtin_shuffle(a, b, (short_lanes8){i0, i1, i2, i3, i4, i5, i6, i7})
+#else
+#define SHUFFLE_SHORT8 SHUFFLE8
 #endif
+
+/* Eight int16 lanes (one SSE register), and four int32 ones of the same bits. */
+typedef int16_t short_lanes8 __attribute__((vector_size(16)));
+typedef int32_t int_lanes4 __attribute__((vector_size(16)));
+
+static inline short_lanes8 load_short8(const int16_t *p) {
+    short_lanes8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
 
 /* Each lane clamped to 0 .. 255. */
 static inline int_lanes8 clamp255_lanes(int_lanes8 v) {
@@ -538,11 +552,11 @@ static inline void idct_lanes(int_lanes8 *v) {
 }
 
 #if !JPEG_SSE2
-/* Encode and decode a (rows x cols) plane, both multiples of 8, block by block in place with
- * the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
+/* Encode and decode a (rows x cols) plane of int16 levels, both multiples of 8, block by block in
+ * place with the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
  * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped.
  * A block is eight vectors, its rows; the row passes run on it transposed. */
-static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
+static void code_plane(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
     int_lanes8 divisor[8], half[8], quant[8];
     lanes8 reciprocal[8];
     for (int u = 0; u < 8; ++u) {
@@ -556,10 +570,8 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
     for (int64_t by = 0; by < rows; by += 8) {
         for (int64_t bx = 0; bx < cols; bx += 8) {
             int_lanes8 v[8];
-            for (int r = 0; r < 8; ++r) {
-                memcpy(&v[r], plane + (by + r) * cols + bx, sizeof v[r]);
-                v[r] -= 128;
-            }
+            for (int r = 0; r < 8; ++r)
+                v[r] = __builtin_convertvector(load_short8(plane + (by + r) * cols + bx), int_lanes8) - 128;
             transpose8(v); /* the row pass */
             fdct_lanes(v);
             for (int i = 0; i < 8; ++i) v[i] = (v[i] + 1024) >> 11;
@@ -583,7 +595,10 @@ static void code_plane(int32_t *plane, int64_t rows, int64_t cols, const int32_t
             idct_lanes(v);
             for (int i = 0; i < 8; ++i) v[i] = clamp255_lanes(((v[i] + 131072) >> 18) + 128);
             transpose8(v);
-            for (int r = 0; r < 8; ++r) memcpy(plane + (by + r) * cols + bx, &v[r], sizeof v[r]);
+            for (int r = 0; r < 8; ++r) {
+                const short_lanes8 levels = __builtin_convertvector(v[r], short_lanes8);
+                memcpy(plane + (by + r) * cols + bx, &levels, sizeof levels);
+            }
         }
     }
 }
@@ -640,7 +655,7 @@ static inline __m128i descale16(pair_sums x, int shift) {
                            _mm_srai_epi32(_mm_add_epi32(x.hi, half), shift));
 }
 
-/* fdct_lanes on int16 lanes, descaled by `shift` (11, then 15). */
+/* fdct_lanes on int16 lanes, descaled by `shift` (11, then 15: nothing else). */
 static inline void fdct16(__m128i *v, int shift) {
     const __m128i t0 = _mm_add_epi16(v[0], v[7]), t1 = _mm_add_epi16(v[1], v[6]);
     const __m128i t2 = _mm_add_epi16(v[2], v[5]), t3 = _mm_add_epi16(v[3], v[4]);
@@ -648,8 +663,18 @@ static inline void fdct16(__m128i *v, int shift) {
     const __m128i t5 = _mm_sub_epi16(v[2], v[5]), t4 = _mm_sub_epi16(v[3], v[4]);
     const __m128i t10 = _mm_add_epi16(t0, t3), t13 = _mm_sub_epi16(t0, t3);
     const __m128i t11 = _mm_add_epi16(t1, t2), t12 = _mm_sub_epi16(t1, t2);
-    v[0] = descale16(madd16(t10, t11, 8192, 8192), shift);
-    v[4] = descale16(madd16(t10, t11, 8192, -8192), shift);
+    /* outputs 0 and 4, (8192 (t10 +- t11) + 2^(shift - 1)) >> shift, without multiplies (the first
+     * Zen has one pipe for them): 4 (t10 +- t11) in the row pass, (t10 +- t11 + 2) >> 2 in the column
+     * pass, whose sums are 4x a 2-D coefficient's in [-32768, 32640] (levels -128 .. 127), as in
+     * libjpeg-turbo's jfdctint-sse2 */
+    const __m128i sum = _mm_add_epi16(t10, t11), difference = _mm_sub_epi16(t10, t11);
+    if (shift == 11) {
+        v[0] = _mm_slli_epi16(sum, 2);
+        v[4] = _mm_slli_epi16(difference, 2);
+    } else {
+        v[0] = _mm_srai_epi16(_mm_add_epi16(sum, _mm_set1_epi16(2)), 2);
+        v[4] = _mm_srai_epi16(_mm_add_epi16(difference, _mm_set1_epi16(2)), 2);
+    }
     v[2] = descale16(madd16(t13, t12, F0541 + F0765, F0541), shift);  /* z + t13 F0765 */
     v[6] = descale16(madd16(t13, t12, F0541, F0541 - F1847), shift);  /* z - t12 F1847 */
     const __m128i z3 = _mm_add_epi16(t4, t6), z4 = _mm_add_epi16(t5, t7);
@@ -701,13 +726,16 @@ static inline void transpose16(__m128i r[8]) { /* 8 x 8 int16: 16-, 32-, then 64
     }
 }
 
+/* x saturated to int16, as packssdw does. */
+static inline int32_t saturate16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
+
 /* code_plane in 16-bit lanes. Its quantisation's quotient floor(n / d) (n = |coefficient| + d / 2
  * below 2^14 + 2^10, d = 8q) is the float product n * r truncated, r being 1 / d rounded up by
  * 2^-23 to 2^-22 of itself: then n * r, rounded, lies at or above n / d and below the next whole
  * number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20), so no
  * correction is needed (checked for every q of 1 .. 255, the baseline tables' range, and every n
  * below 2^15); the product level * q fits int16. */
-static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
+static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
     __m128i half[8], quant[8];
     __m128 reciprocal[8][2];
     for (int u = 0; u < 8; ++u) {
@@ -727,11 +755,8 @@ static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32
     for (int64_t by = 0; by < rows; by += 8) {
         for (int64_t bx = 0; bx < cols; bx += 8) {
             __m128i v[8];
-            for (int r = 0; r < 8; ++r) {
-                const int32_t *row = plane + (by + r) * cols + bx;
-                v[r] = _mm_sub_epi16(_mm_packs_epi32(_mm_loadu_si128((const __m128i *)row),
-                                                     _mm_loadu_si128((const __m128i *)(row + 4))), centre);
-            }
+            for (int r = 0; r < 8; ++r)
+                v[r] = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(plane + (by + r) * cols + bx)), centre);
             transpose16(v); /* the row pass */
             fdct16(v, 11);
             transpose16(v); /* the column pass */
@@ -747,6 +772,19 @@ static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32
                 const __m128i value = _mm_mullo_epi16(_mm_packs_epi32(lo, hi), quant[u]);
                 v[u] = _mm_sub_epi16(_mm_xor_si128(value, sign), sign);
             }
+            /* a block whose only coefficient left is its DC (47% of the benchmark's blocks at 224 px,
+             * severity 3): every pixel the same, the inverse passes' arithmetic on that one value (as
+             * libjpeg's jidctint skips columns of zeros) */
+            __m128i rest = _mm_and_si128(v[0], _mm_set_epi16(-1, -1, -1, -1, -1, -1, -1, 0));
+            for (int u = 1; u < 8; ++u) rest = _mm_or_si128(rest, v[u]);
+            if (_mm_movemask_epi8(_mm_cmpeq_epi16(rest, _mm_setzero_si128())) == 0xFFFF) {
+                const int32_t dc = (int16_t)_mm_cvtsi128_si32(v[0]);
+                const int32_t column = saturate16((dc * 8192 + 1024) >> 11); /* both passes: 8192 x, descaled */
+                const int32_t level = saturate16((column * 8192 + (1 << 17)) >> 18) + 128;
+                const __m128i fill = _mm_set1_epi16((int16_t)(level < 0 ? 0 : (level > 255 ? 255 : level)));
+                for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
+                continue;
+            }
             pair_sums sums[8];
             idct16(v, sums); /* the column pass */
             for (int i = 0; i < 8; ++i) v[i] = descale16(sums[i], 11);
@@ -757,11 +795,7 @@ static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32
                 v[i] = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(descale16(sums[i], 18), centre), _mm_setzero_si128()),
                                      top);
             transpose16(v);
-            for (int r = 0; r < 8; ++r) { /* levels 0 .. 255: widened with zeros */
-                int32_t *row = plane + (by + r) * cols + bx;
-                _mm_storeu_si128((__m128i *)row, _mm_unpacklo_epi16(v[r], _mm_setzero_si128()));
-                _mm_storeu_si128((__m128i *)(row + 4), _mm_unpackhi_epi16(v[r], _mm_setzero_si128()));
-            }
+            for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), v[r]);
         }
     }
 }
@@ -772,114 +806,272 @@ static void code_plane16(int32_t *plane, int64_t rows, int64_t cols, const int32
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
 
+#if JPEG_SSE2
+/* The int16 pair (a, b) in each int32 lane: pmaddwd's constants. */
+static inline __m128i pair16(int a, int b) {
+    return _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)b << 16) | (uint16_t)a));
+}
+
+/* Eight levels (x * 255 clamped to [0, 255], rounded half to even by cvtps2dq in the default
+ * rounding mode, as nearbyintf) in int16 lanes. */
+static inline __m128i levels16(const float *p) {
+    const __m128 top = _mm_set1_ps(255.0f), zero = _mm_setzero_ps();
+    const __m128 a = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(p), top), zero), top);
+    const __m128 b = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(p + 4), top), zero), top);
+    return _mm_packs_epi32(_mm_cvtps_epi32(a), _mm_cvtps_epi32(b));
+}
+#endif
+
+/* One row of RGB levels -> YCbCr (jccolor.c): w pixels of float images (levels: x * 255 rounded
+ * half to even, clamped) into int16 luma, blue and red chroma. */
+static void ycc_row(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
+                    int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
+    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    int64_t c = 0;
+#if JPEG_SSE2
+    /* eight pixels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's pairs of products
+     * (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)), so exact */
+    const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
+    const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
+    const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
+    for (; c + 8 <= w; c += 8) {
+        const __m128i r = levels16(xr + c), g = levels16(xg + c), b = levels16(xb + c);
+        const __m128i rg[2] = {_mm_unpacklo_epi16(r, g), _mm_unpackhi_epi16(r, g)};
+        const __m128i bg[2] = {_mm_unpacklo_epi16(b, g), _mm_unpackhi_epi16(b, g)};
+        const __m128i gb[2] = {_mm_unpacklo_epi16(g, b), _mm_unpackhi_epi16(g, b)};
+        const __m128i bb[2] = {_mm_unpacklo_epi16(b, b), _mm_unpackhi_epi16(b, b)};
+        const __m128i rr[2] = {_mm_unpacklo_epi16(r, r), _mm_unpackhi_epi16(r, r)};
+        __m128i sums[3][2];
+        for (int k = 0; k < 2; ++k) {
+            sums[0][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg), _mm_madd_epi16(bg[k], luma_bg)),
+                                       luma_round);
+            sums[1][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), _mm_madd_epi16(bb[k], half)),
+                                       chroma_round);
+            sums[2][k] = _mm_add_epi32(
+                _mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), _mm_madd_epi16(rr[k], half)),
+                chroma_round);
+        }
+        int16_t *targets[3] = {luminance + c, blue + c, red + c};
+        for (int k = 0; k < 3; ++k)
+            _mm_storeu_si128((__m128i *)targets[k],
+                             _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16)));
+    }
+#else
+    /* eight pixels in vectors (see level_lanes), the sums in float32: every product and partial sum
+     * is a whole number below 2^24 in magnitude, so exact, and the sums are not negative: their
+     * truncation after * 2^-16 is the shift (float multiplies have two pipes where int32 ones have
+     * one) */
+    for (; c + 8 <= w; c += 8) {
+        const lanes8 vr = level_lanes(load8(xr + c)), vg = level_lanes(load8(xg + c)), vb = level_lanes(load8(xb + c));
+        const float shift = 0x1p-16f, chroma_offset = (float)offset;
+        const int_lanes8 luma_lanes =
+            __builtin_convertvector((19595.0f * vr + 38470.0f * vg + 7471.0f * vb + 32768.0f) * shift, int_lanes8);
+        const int_lanes8 blue_lanes = __builtin_convertvector(
+            (-11059.0f * vr - 21709.0f * vg + chroma_offset + 32768.0f * vb) * shift, int_lanes8);
+        const int_lanes8 red_lanes = __builtin_convertvector(
+            (32768.0f * vr - 27439.0f * vg + chroma_offset - 5329.0f * vb) * shift, int_lanes8);
+        const short_lanes8 y8 = __builtin_convertvector(luma_lanes, short_lanes8),
+                           cb8 = __builtin_convertvector(blue_lanes, short_lanes8),
+                           cr8 = __builtin_convertvector(red_lanes, short_lanes8);
+        memcpy(luminance + c, &y8, sizeof y8);
+        memcpy(blue + c, &cb8, sizeof cb8);
+        memcpy(red + c, &cr8, sizeof cr8);
+    }
+#endif
+    for (; c < w; ++c) {
+        const float fr = nearbyintf(xr[c] * 255.0f), fg = nearbyintf(xg[c] * 255.0f), fb = nearbyintf(xb[c] * 255.0f);
+        const int32_t vr = (int32_t)(fr < 0.0f ? 0.0f : (fr > 255.0f ? 255.0f : fr));
+        const int32_t vg = (int32_t)(fg < 0.0f ? 0.0f : (fg > 255.0f ? 255.0f : fg));
+        const int32_t vb = (int32_t)(fb < 0.0f ? 0.0f : (fb > 255.0f ? 255.0f : fb));
+        luminance[c] = (int16_t)((19595 * vr + 38470 * vg + 7471 * vb + (1 << 15)) >> 16);
+        blue[c] = (int16_t)((-11059 * vr - 21709 * vg + offset + 32768 * vb) >> 16);
+        red[c] = (int16_t)((32768 * vr - 27439 * vg + offset - 5329 * vb) >> 16);
+    }
+}
+
+/* One row of h2v2_downsample (jcsample.c: bias 1, 2, 1, 2, ...) from two chroma rows of w values
+ * into w2 (columns past the image repeat its last one). */
+static void downsample_row(const int16_t *restrict p0, const int16_t *restrict p1, int64_t w, int64_t w2,
+                           int16_t *restrict row) {
+    const int64_t inside = w / 2; /* columns 2j, 2j + 1 both inside the image */
+    int64_t j = 0;
+    for (; j + 8 <= inside; j += 8) { /* column sums, then each int32 lane's two halves added */
+        const short_lanes8 left = load_short8(p0 + 2 * j) + load_short8(p1 + 2 * j);
+        const short_lanes8 right = load_short8(p0 + 2 * j + 8) + load_short8(p1 + 2 * j + 8);
+        int_lanes4 a, b;
+        memcpy(&a, &left, sizeof a);
+        memcpy(&b, &right, sizeof b);
+        const int_lanes4 bias = {1, 2, 1, 2};
+        const int_lanes4 lo = (((a << 16) >> 16) + (a >> 16) + bias) >> 2;
+        const int_lanes4 hi = (((b << 16) >> 16) + (b >> 16) + bias) >> 2;
+        short_lanes8 low, high;
+        memcpy(&low, &lo, sizeof low);
+        memcpy(&high, &hi, sizeof high);
+        const short_lanes8 out = SHUFFLE_SHORT8(low, high, 0, 2, 4, 6, 8, 10, 12, 14); /* the int32 lanes' low halves */
+        memcpy(row + j, &out, sizeof out);
+    }
+    for (; j < w2; ++j) {
+        const int64_t c0 = clamp_index(2 * j, w), c1 = clamp_index(2 * j + 1, w);
+        row[j] = (int16_t)((p0[c0] + p1[c0] + p0[c1] + p1[c1] + 1 + (j & 1)) >> 2);
+    }
+}
+
+/* One row of h2v2_fancy_upsample (jdsample.c) from the chroma rows near and far (cw values; far
+ * weighs 1, near 3) into w values of up; line holds the column sums at [-1, cw] (its own padding
+ * beyond, as up's: whole vectors of 8 and 16 are written). */
+static void upsample_row(const int16_t *restrict near, const int16_t *restrict far, int64_t cw,
+                         int16_t *restrict line, int16_t *restrict up) {
+    for (int64_t j = 0; j < cw; j += 8) {
+        const short_lanes8 sums = 3 * load_short8(near + j) + load_short8(far + j);
+        memcpy(line + j, &sums, sizeof sums);
+    }
+    line[-1] = line[0];
+    line[cw] = line[cw - 1];
+    for (int64_t j = 0; j < cw; j += 8) { /* outputs 2j (left neighbour) and 2j + 1 (right one) */
+        const short_lanes8 centre = 3 * load_short8(line + j);
+        const short_lanes8 even = (centre + load_short8(line + j - 1) + 8) >> 4;
+        const short_lanes8 odd = (centre + load_short8(line + j + 1) + 7) >> 4;
+        const short_lanes8 first = SHUFFLE_SHORT8(even, odd, 0, 8, 1, 9, 2, 10, 3, 11);
+        const short_lanes8 second = SHUFFLE_SHORT8(even, odd, 4, 12, 5, 13, 6, 14, 7, 15);
+        memcpy(up + 2 * j, &first, sizeof first);
+        memcpy(up + 2 * j + 8, &second, sizeof second);
+    }
+}
+
+#if JPEG_SSE2
+/* Eight int16 levels + their chroma terms, clamped to 0 .. 255 and / 255, into out[0 .. 8). */
+static inline void put_levels(float *out, __m128i luminance, __m128i term) {
+    const __m128i level = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(luminance, term), _mm_setzero_si128()),
+                                        _mm_set1_epi16(255));
+    const __m128 top = _mm_set1_ps(255.0f);
+    _mm_storeu_ps(out, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(level, _mm_setzero_si128())), top));
+    _mm_storeu_ps(out + 4, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(level, _mm_setzero_si128())), top));
+}
+#endif
+
+/* One row of YCbCr -> RGB (jdcolor.c), clamped to 0 .. 255 and / 255, from int16 luma and
+ * upsampled chroma. */
+static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict blue_up, const int16_t *restrict red_up,
+                    int64_t w, float *restrict red_out, float *restrict green_out, float *restrict blue_out) {
+    int64_t c = 0;
+#if JPEG_SSE2
+    /* eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
+     * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1
+     * (checked for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y */
+    const __m128i centre = _mm_set1_epi16(128), one = _mm_set1_epi16(1);
+    const __m128i red_k = _mm_set1_epi16(26345), blue_k = _mm_set1_epi16(-14942);
+    const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
+    for (; c + 8 <= w; c += 8) {
+        const __m128i y = _mm_loadu_si128((const __m128i *)(luminance + c));
+        const __m128i blue = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(blue_up + c)), centre);
+        const __m128i red = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(red_up + c)), centre);
+        const __m128i blue2 = _mm_add_epi16(blue, blue), red2 = _mm_add_epi16(red, red);
+        const __m128i red_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(red2, red_k), one), 1);
+        const __m128i blue_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(blue2, blue_k), one), 1);
+        const __m128i red_term = _mm_add_epi16(red, red_rest), blue_term = _mm_add_epi16(blue2, blue_rest);
+        const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
+        const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
+        const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
+        put_levels(red_out + c, y, red_term);
+        put_levels(green_out + c, y, green_term);
+        put_levels(blue_out + c, y, blue_term);
+    }
+#endif
+    for (; c < w; ++c) {
+        const int32_t blue = blue_up[c] - 128, red = red_up[c] - 128;
+        int32_t vr = luminance[c] + ((91881 * red + (1 << 15)) >> 16);
+        int32_t vg = luminance[c] + ((-22554 * blue - 46802 * red + (1 << 15)) >> 16);
+        int32_t vb = luminance[c] + ((116130 * blue + (1 << 15)) >> 16);
+        vr = vr < 0 ? 0 : (vr > 255 ? 255 : vr);
+        vg = vg < 0 ? 0 : (vg > 255 ? 255 : vg);
+        vb = vb < 0 ? 0 : (vb > 255 ? 255 : vb);
+        red_out[c] = (float)vr / 255.0f;
+        green_out[c] = (float)vg / 255.0f;
+        blue_out[c] = (float)vb / 255.0f;
+    }
+}
+
+/* An image's int16 planes for jpeg_roundtrip: luma (h8 x w8), chroma (hc x w2 each) and row buffers. */
+typedef struct {
+    int64_t h, w, h8, w8, h2, w2, hc, ch, cw;
+    int16_t *luma, *chroma[2];
+    int16_t *full[2][2];  /* chroma rows at full width: [blue, red][row of the pair] */
+    int16_t *lines[2];    /* upsampling's column sums, [-1, ...) valid */
+    int16_t *upsampled[2];
+} jpeg_planes;
+
+/* An image x (3 planes of h x w floats) into levels: luma rows 2i, 2i + 1 and, downsampled from
+ * them, chroma row i (the last row twice if h is odd). */
+static void jpeg_levels_in(const jpeg_planes *p, const float *x) {
+    const int64_t plane = p->h * p->w, w = p->w;
+    for (int64_t i = 0; i < p->h2; ++i) {
+        for (int k = 0; k < 2 && 2 * i + k < p->h; ++k) {
+            const int64_t r = 2 * i + k;
+            int16_t *luminance = p->luma + r * p->w8;
+            ycc_row(x + r * w, x + plane + r * w, x + 2 * plane + r * w, w, luminance, p->full[0][k], p->full[1][k]);
+            for (int64_t c = w; c < p->w8; ++c) luminance[c] = luminance[w - 1]; /* edge replication */
+        }
+        const int second = 2 * i + 1 < p->h;
+        for (int k = 0; k < 2; ++k)
+            downsample_row(p->full[k][0], p->full[k][second], w, p->w2, p->chroma[k] + i * p->w2);
+    }
+}
+
+/* The coded levels out into an image o (3 planes of h x w floats). */
+static void jpeg_levels_out(const jpeg_planes *p, float *o) {
+    const int64_t plane = p->h * p->w, w = p->w, w2 = p->w2;
+    for (int64_t r = 0; r < p->h; ++r) {
+        const int64_t near = r / 2, far = clamp_index(r % 2 ? near + 1 : near - 1, p->ch);
+        for (int k = 0; k < 2; ++k) {
+            const int16_t *s = p->chroma[k];
+            if (p->cw <= 2) { /* libjpeg replicates pixels in planes 1 or 2 wide */
+                for (int64_t c = 0; c < w; ++c) p->upsampled[k][c] = s[near * w2 + c / 2];
+            } else {
+                upsample_row(s + near * w2, s + far * w2, p->cw, p->lines[k], p->upsampled[k]);
+            }
+        }
+        rgb_row(p->luma + r * p->w8, p->upsampled[0], p->upsampled[1], w, o + r * w, o + plane + r * w,
+                o + 2 * plane + r * w);
+    }
+}
+
 /* jpeg_roundtrip for images [begin, end) of (3, h, w) floats, image b with the luma and chroma
- * tables of quality which[b] (64 int32 each, natural order; which NULL: the first). */
+ * tables of quality which[b] (64 int32 each, natural order; which NULL: the first). An image's
+ * levels live in int16 planes (3 bytes a pixel or so: in a core's cache at 224 px). */
 void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
                   const int32_t *luma, const int32_t *chroma, const int64_t *which) {
-    const int64_t h8 = (h + 7) / 8 * 8, w8 = (w + 7) / 8 * 8;              /* luma, whole blocks */
-    const int64_t h2 = (h + h % 2) / 2, w2 = (w + 15) / 16 * 8;            /* averaged chroma */
-    const int64_t hc = (h + 15) / 16 * 8;                                  /* chroma, whole MCUs */
-    const int64_t ch = (h + 1) / 2, cw = (w + 1) / 2;                      /* chroma kept */
-    const int64_t plane = h * w;
-    int32_t *y = malloc((size_t)(h8 * w8 + 2 * plane + 2 * hc * w2 + 2 * (cw + 2) + 2 * w) * sizeof(int32_t));
-    if (y == NULL) abort();
-    int32_t *cb = y + h8 * w8, *cr = cb + plane, *small[2] = {cr + plane, cr + plane + hc * w2};
-    int32_t *lines[2] = {small[1] + hc * w2 + 1, small[1] + hc * w2 + cw + 3}; /* [-1, cw] valid */
-    int32_t *upsampled[2] = {lines[1] + cw + 1, lines[1] + cw + 1 + w};
-    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    jpeg_planes p = {.h = h, .w = w, .h8 = (h + 7) / 8 * 8, .w8 = (w + 7) / 8 * 8,  /* luma, whole blocks */
+                     .h2 = (h + h % 2) / 2, .w2 = (w + 15) / 16 * 8,                 /* averaged chroma */
+                     .hc = (h + 15) / 16 * 8,                                        /* chroma, whole MCUs */
+                     .ch = (h + 1) / 2, .cw = (w + 1) / 2};                          /* chroma kept */
+    const int64_t span = p.w8 + 32; /* a row buffer, padded */
+    p.luma = calloc((size_t)(p.h8 * p.w8 + 2 * p.hc * p.w2 + 8 * span), sizeof(int16_t));
+    if (p.luma == NULL) abort();
+    p.chroma[0] = p.luma + p.h8 * p.w8;
+    p.chroma[1] = p.chroma[0] + p.hc * p.w2;
+    int16_t *rows = p.chroma[1] + p.hc * p.w2;
+    for (int k = 0; k < 2; ++k) {
+        p.full[k][0] = rows + (2 * k) * span;
+        p.full[k][1] = rows + (2 * k + 1) * span;
+        p.lines[k] = rows + (4 + k) * span + 8;
+        p.upsampled[k] = rows + (6 + k) * span;
+    }
     for (int64_t b = begin; b < end; ++b) {
         const int64_t q = which == NULL ? 0 : which[b];
-        const float *x = images + b * 3 * plane;
-        for (int64_t r = 0; r < h; ++r) { /* RGB levels -> YCbCr (jccolor.c) */
-            int32_t *restrict luminance = y + r * w8, *restrict blue = cb + r * w, *restrict red = cr + r * w;
-            const float *restrict xr = x + r * w, *restrict xg = xr + plane, *restrict xb = xg + plane;
-            int64_t c = 0;
-            /* eight pixels in vectors (see level_lanes), the sums in float32: every product and partial
-             * sum is a whole number below 2^24 in magnitude, so exact, and the sums are not negative:
-             * their truncation after * 2^-16 is the shift (float multiplies have two pipes where
-             * int32 ones have one) */
-            for (; c + 8 <= w; c += 8) {
-                const lanes8 vr = level_lanes(load8(xr + c)), vg = level_lanes(load8(xg + c)),
-                             vb = level_lanes(load8(xb + c));
-                const float shift = 0x1p-16f, chroma_offset = (float)offset;
-                const int_lanes8 luma_lanes =
-                    __builtin_convertvector((19595.0f * vr + 38470.0f * vg + 7471.0f * vb + 32768.0f) * shift, int_lanes8);
-                const int_lanes8 blue_lanes = __builtin_convertvector(
-                    (-11059.0f * vr - 21709.0f * vg + chroma_offset + 32768.0f * vb) * shift, int_lanes8);
-                const int_lanes8 red_lanes = __builtin_convertvector(
-                    (32768.0f * vr - 27439.0f * vg + chroma_offset - 5329.0f * vb) * shift, int_lanes8);
-                memcpy(luminance + c, &luma_lanes, sizeof luma_lanes);
-                memcpy(blue + c, &blue_lanes, sizeof blue_lanes);
-                memcpy(red + c, &red_lanes, sizeof red_lanes);
-            }
-            for (; c < w; ++c) {
-                const float fr = nearbyintf(xr[c] * 255.0f), fg = nearbyintf(xg[c] * 255.0f),
-                            fb = nearbyintf(xb[c] * 255.0f);
-                const int32_t vr = (int32_t)(fr < 0.0f ? 0.0f : (fr > 255.0f ? 255.0f : fr));
-                const int32_t vg = (int32_t)(fg < 0.0f ? 0.0f : (fg > 255.0f ? 255.0f : fg));
-                const int32_t vb = (int32_t)(fb < 0.0f ? 0.0f : (fb > 255.0f ? 255.0f : fb));
-                luminance[c] = (19595 * vr + 38470 * vg + 7471 * vb + (1 << 15)) >> 16;
-                blue[c] = (-11059 * vr - 21709 * vg + offset + 32768 * vb) >> 16;
-                red[c] = (32768 * vr - 27439 * vg + offset - 5329 * vb) >> 16;
-            }
-            for (int64_t c = w; c < w8; ++c) luminance[c] = luminance[w - 1]; /* edge replication */
+        const float *x = images + b * 3 * h * w;
+        float *o = out + b * 3 * h * w;
+        jpeg_levels_in(&p, x);
+        for (int64_t r = h; r < p.h8; ++r) /* rows past the image repeat its last */
+            memcpy(p.luma + r * p.w8, p.luma + (h - 1) * p.w8, (size_t)p.w8 * sizeof(int16_t));
+        CODE_PLANE(p.luma, p.h8, p.w8, luma + 64 * q);
+        for (int k = 0; k < 2; ++k) { /* chroma: whole MCU rows */
+            for (int64_t i = p.h2; i < p.hc; ++i)
+                memcpy(p.chroma[k] + i * p.w2, p.chroma[k] + (p.h2 - 1) * p.w2, (size_t)p.w2 * sizeof(int16_t));
+            CODE_PLANE(p.chroma[k], p.hc, p.w2, chroma + 64 * q);
         }
-        for (int64_t r = h; r < h8; ++r)
-            for (int64_t c = 0; c < w8; ++c) y[r * w8 + c] = y[(h - 1) * w8 + c];
-        CODE_PLANE(y, h8, w8, luma + 64 * q);
-        const int32_t *full[2] = {cb, cr};
-        for (int k = 0; k < 2; ++k) { /* h2v2_downsample of the padded plane, 1, 2 bias, MCU rows */
-            for (int64_t i = 0; i < h2; ++i) {
-                const int32_t *p0 = full[k] + clamp_index(2 * i, h) * w, *p1 = full[k] + clamp_index(2 * i + 1, h) * w;
-                int32_t *restrict row = small[k] + i * w2;
-                const int64_t inside = w / 2; /* columns 2j, 2j + 1 both inside the image */
-                for (int64_t j = 0; j < inside; ++j)
-                    row[j] = (p0[2 * j] + p1[2 * j] + p0[2 * j + 1] + p1[2 * j + 1] + 1 + (j & 1)) >> 2;
-                for (int64_t j = inside; j < w2; ++j) {
-                    const int64_t c0 = clamp_index(2 * j, w), c1 = clamp_index(2 * j + 1, w);
-                    row[j] = (p0[c0] + p1[c0] + p0[c1] + p1[c1] + 1 + (j & 1)) >> 2;
-                }
-            }
-            for (int64_t i = h2; i < hc; ++i)
-                for (int64_t j = 0; j < w2; ++j) small[k][i * w2 + j] = small[k][(h2 - 1) * w2 + j];
-            CODE_PLANE(small[k], hc, w2, chroma + 64 * q);
-        }
-        float *o = out + b * 3 * plane;
-        for (int64_t r = 0; r < h; ++r) {
-            const int64_t near = r / 2, far = clamp_index(r % 2 ? near + 1 : near - 1, ch);
-            for (int k = 0; k < 2; ++k) { /* h2v2_fancy_upsample (jdsample.c), one output row */
-                const int32_t *s = small[k];
-                int32_t *restrict line = lines[k], *restrict up = upsampled[k];
-                if (cw <= 2) { /* libjpeg replicates pixels in planes 1 or 2 wide */
-                    for (int64_t c = 0; c < w; ++c) up[c] = s[near * w2 + c / 2];
-                    continue;
-                }
-                for (int64_t j = 0; j < cw; ++j) line[j] = 3 * s[near * w2 + j] + s[far * w2 + j];
-                line[-1] = line[0];
-                line[cw] = line[cw - 1];
-                for (int64_t j = 0; j < w / 2; ++j) {
-                    up[2 * j] = (3 * line[j] + line[j - 1] + 8) >> 4;
-                    up[2 * j + 1] = (3 * line[j] + line[j + 1] + 7) >> 4;
-                }
-                if (w % 2) up[w - 1] = (3 * line[w / 2] + line[w / 2 - 1] + 8) >> 4;
-            }
-            const int32_t *restrict luminance = y + r * w8;
-            float *restrict red_out = o + r * w, *restrict green_out = red_out + plane, *restrict blue_out = green_out + plane;
-            for (int64_t c = 0; c < w; ++c) { /* YCbCr -> RGB (jdcolor.c), clamped, / 255 */
-                const int32_t blue = upsampled[0][c] - 128, red = upsampled[1][c] - 128;
-                int32_t vr = luminance[c] + ((91881 * red + (1 << 15)) >> 16);
-                int32_t vg = luminance[c] + ((-22554 * blue - 46802 * red + (1 << 15)) >> 16);
-                int32_t vb = luminance[c] + ((116130 * blue + (1 << 15)) >> 16);
-                vr = vr < 0 ? 0 : (vr > 255 ? 255 : vr);
-                vg = vg < 0 ? 0 : (vg > 255 ? 255 : vg);
-                vb = vb < 0 ? 0 : (vb > 255 ? 255 : vb);
-                red_out[c] = (float)vr / 255.0f;
-                green_out[c] = (float)vg / 255.0f;
-                blue_out[c] = (float)vb / 255.0f;
-            }
-        }
+        jpeg_levels_out(&p, o);
     }
-    free(y);
+    free(p.luma);
 }
 
 /* ---- Colour corruptions (plugins/distortions/_color.py, scikit-image's HSV formulas) ---- */
