@@ -18,7 +18,7 @@ from robench import cpu_kernels, host_memory, native
 from robench.api import CPU_CHUNK_VALUES, CPU_CHUNK_VALUES_KEPT
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
-from robench_plugins.distortions import _filters, _spatter, blur
+from robench_plugins.distortions import _filters, _spatter, blur, digital
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
@@ -329,10 +329,16 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
 
 
 @needs_compiler
-def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch) -> None:
+@pytest.mark.parametrize("build", ["native", "portable"])
+def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
+    monkeypatch, portable_library: native.NativeLibrary, build: str
+) -> None:
     """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
     and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
-    and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp)."""
+    and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp); windows
+    up to 64 wide (the SSE2 build's int16 lanes) and wider (its int32 path). Both builds."""
+    if build == "portable":
+        monkeypatch.setattr(native, "LIBRARY", portable_library)
     sizes = [(7, 53), (53, 9), (8, 200), (230, 17), (129, 130)]
     generator = torch.Generator().manual_seed(3)
     batches = [torch.rand(2, 3, h, w, generator=generator) * 1.4 - 0.2 for h, w in sizes]
@@ -343,6 +349,17 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch)
         return [distortion(images, severity, BatchRNG(seeds)) for images in batches for severity in (1, 3, 5)]
 
     _same(*_both_paths(monkeypatch, make))
+
+
+@needs_compiler
+def test_the_pixelate_kernel_equals_the_torch_path_with_windows_past_64(monkeypatch) -> None:
+    """Box windows wider than 64 pixels (factors below the tables'): the SSE2 build's int16 sums
+    could overflow there, so it takes its int32 path; both must equal the torch path."""
+    monkeypatch.setattr(digital, "_PIXELATE", {name: (0.01, 0.02, 0.3, 0.4, 0.5) for name in digital._PIXELATE})
+    images = torch.rand(2, 3, 150, 131, generator=torch.Generator().manual_seed(4)) * 0.3 + 0.9  # sums past 2^15
+    distortion = Registry(entry_points=False).get("distortion", "pixelate")()
+    seeds = sample_seeds(0, torch.arange(2))
+    _same(*_both_paths(monkeypatch, lambda: [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 2, 3)]))
 
 
 @contextlib.contextmanager

@@ -12,14 +12,14 @@
 #if defined(__x86_64__) && defined(__AVX__)
 #include <immintrin.h>
 #endif
-/* jpeg_compression's DCTs and colour conversions in SSE2's 16-bit lanes where the machine has them
- * (every x86-64), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and scalar
- * loops, as on other machines (the tests build both and compare them). */
+/* jpeg_compression's DCTs and colour conversions, and pixelate's box passes, in SSE2's 16-bit lanes
+ * where the machine has them (every x86-64), unless ROBENCH_PORTABLE is defined: then the generic
+ * int32 lanes and scalar loops, as on other machines (the tests build both and compare them). */
 #if defined(__SSE2__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
-#define JPEG_SSE2 1
+#define SSE2_LANES 1
 #else
-#define JPEG_SSE2 0
+#define SSE2_LANES 0
 #endif
 
 #define MIX1 0xBF58476D1CE4E5B9ULL
@@ -372,11 +372,26 @@ static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t
  * column pass adds whole vectors, eight rows at a time, and transposed back into the narrow
  * plane, whose row pass adds whole lines; each distinct upscaled row is built once and written
  * to the rows that repeat it. */
+#if SSE2_LANES
+static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs);
+static void pixelate16(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
+                       int64_t small_h, int64_t small_w, const int32_t *col_lo, const int32_t *col_hi,
+                       const int32_t *col_weight, const int32_t *row_lo, const int32_t *row_hi,
+                       const int32_t *row_weight, const int32_t *up_row, const int32_t *up_col);
+#endif
+
 void robench_pixelate(const float *images, float *out, int64_t begin, int64_t end, int64_t h,
                       int64_t w, int64_t small_h, int64_t small_w, const int32_t *col_lo,
                       const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
                       const int32_t *row_hi, const int32_t *row_weight, const int32_t *up_row,
                       const int32_t *up_col) {
+#if SSE2_LANES
+    if (windows_fit16(col_lo, col_hi, small_w) && windows_fit16(row_lo, row_hi, small_h)) {
+        pixelate16(images, out, begin, end, h, w, small_h, small_w, col_lo, col_hi, col_weight, row_lo, row_hi,
+                   row_weight, up_row, up_col);
+        return;
+    }
+#endif
     int32_t *band = calloc((size_t)(16 * w + 8 * small_w + (h + small_h) * small_w), sizeof(int32_t));
     float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
     if (band == NULL || small == NULL) abort();
@@ -551,7 +566,7 @@ static inline void idct_lanes(int_lanes8 *v) {
     v[7] = tmp10 - t3;
 }
 
-#if !JPEG_SSE2
+#if !SSE2_LANES
 /* Encode and decode a (rows x cols) plane of int16 levels, both multiples of 8, block by block in
  * place with the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
  * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped.
@@ -620,7 +635,7 @@ static inline lanes8 level_lanes(lanes8 x) {
     return (clamped + 12582912.0f) - 12582912.0f;
 }
 
-#if JPEG_SSE2
+#if SSE2_LANES
 /* code_plane's arithmetic in 16-bit lanes (SSE2), libjpeg-turbo's way: every multiply of its
  * 1-D passes is one of pmaddwd's pairs, a * ca + b * cb summed in int32 from int16 lanes, so a
  * block row takes one SSE register (the int32 lanes take two, and the first Zen splits those
@@ -802,11 +817,11 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
 #define CODE_PLANE code_plane16
 #else
 #define CODE_PLANE code_plane
-#endif /* JPEG_SSE2 */
+#endif /* SSE2_LANES */
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
 
-#if JPEG_SSE2
+#if SSE2_LANES
 /* The int16 pair (a, b) in each int32 lane: pmaddwd's constants. */
 static inline __m128i pair16(int a, int b) {
     return _mm_set1_epi32((int32_t)(((uint32_t)(uint16_t)b << 16) | (uint16_t)a));
@@ -828,7 +843,7 @@ static void ycc_row(const float *restrict xr, const float *restrict xg, const fl
                     int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
     const int32_t offset = (128 << 16) + (1 << 15) - 1;
     int64_t c = 0;
-#if JPEG_SSE2
+#if SSE2_LANES
     /* eight pixels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's pairs of products
      * (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)), so exact */
     const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
@@ -938,7 +953,7 @@ static void upsample_row(const int16_t *restrict near, const int16_t *restrict f
     }
 }
 
-#if JPEG_SSE2
+#if SSE2_LANES
 /* Eight int16 levels + their chroma terms, clamped to 0 .. 255 and / 255, into out[0 .. 8). */
 static inline void put_levels(float *out, __m128i luminance, __m128i term) {
     const __m128i level = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(luminance, term), _mm_setzero_si128()),
@@ -954,7 +969,7 @@ static inline void put_levels(float *out, __m128i luminance, __m128i term) {
 static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict blue_up, const int16_t *restrict red_up,
                     int64_t w, float *restrict red_out, float *restrict green_out, float *restrict blue_out) {
     int64_t c = 0;
-#if JPEG_SSE2
+#if SSE2_LANES
     /* eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
      * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1
      * (checked for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y */
@@ -990,6 +1005,159 @@ static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict b
         blue_out[c] = (float)vb / 255.0f;
     }
 }
+
+#if SSE2_LANES
+/* Whether every window of a box pass (its outputs' taps [lo, hi)) is at most 64 wide: then sums of
+ * levels in [-510, 510] (values in [-2, 2]) fit int16, for pixelate16. */
+static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs) {
+    for (int64_t o = 0; o < outputs; ++o)
+        if (hi[o] - lo[o] > 64) return 0;
+    return 1;
+}
+
+/* A box pass's weight as pmaddwd's constants for weigh16: weight = high 2^16 + low, low as int16,
+ * each paired with 0 (NULL: no weight). */
+typedef struct {
+    __m128i low, high;
+    int none;
+} weight16;
+
+static weight16 *weights16(const int32_t *weight, int64_t outputs) {
+    weight16 *table = malloc((size_t)(outputs > 0 ? outputs : 1) * sizeof(weight16));
+    if (table == NULL) abort();
+    for (int64_t o = 0; o < outputs; ++o) {
+        const int32_t w = weight == NULL ? 0 : weight[o], low = (int16_t)(w & 0xFFFF);
+        const int32_t high = (int32_t)(((uint32_t)w - (uint32_t)low) >> 16);
+        table[o] = (weight16){pair16(low, 0), pair16(high, 0), weight == NULL};
+    }
+    return table;
+}
+
+/* Eight int16 box sums weighted as box_pass does, (sum * weight + 2^21) >> 22 clamped to 0 .. 255,
+ * in int32 lanes modulo 2^32 as its int32 product (the two parts of the weight, each a pmaddwd of
+ * (sum, 0) pairs); no weight: the sums as they are. */
+static inline __m128i weigh16(__m128i sum, const weight16 *weight) {
+    if (weight->none) return sum;
+    const __m128i zero = _mm_setzero_si128(), round = _mm_set1_epi32(1 << 21);
+    const __m128i a = _mm_unpacklo_epi16(sum, zero), b = _mm_unpackhi_epi16(sum, zero);
+    const __m128i pa = _mm_add_epi32(_mm_madd_epi16(a, weight->low),
+                                     _mm_slli_epi32(_mm_madd_epi16(a, weight->high), 16));
+    const __m128i pb = _mm_add_epi32(_mm_madd_epi16(b, weight->low),
+                                     _mm_slli_epi32(_mm_madd_epi16(b, weight->high), 16));
+    const __m128i value = _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(pa, round), 22),
+                                          _mm_srai_epi32(_mm_add_epi32(pb, round), 22));
+    return _mm_min_epi16(_mm_max_epi16(value, zero), _mm_set1_epi16(255));
+}
+
+/* Eight levels x * 255 rounded half to even (cvtps2dq in the default rounding mode, as
+ * nearbyintf), saturated to int16. */
+static inline __m128i raw_levels16(const float *p) {
+    const __m128 scale = _mm_set1_ps(255.0f);
+    return _mm_packs_epi32(_mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p), scale)),
+                           _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p + 4), scale)));
+}
+
+/* pixelate16 fetches the input rows [r0 + 24, r0 + 32) into the cache while it reads band r0: the
+ * hardware's prefetcher alone left its 8 interleaved rows waiting (at 2 threads, 224 px: 1.15x
+ * over no prefetch, 1.03x over a band ahead) */
+#define PIXELATE_AHEAD 32
+
+/* robench_pixelate in int16 lanes (windows_fit16 both passes): the levels of 8-row bands made
+ * and transposed in 8 x 8 tiles in registers, so that each column's eight rows share one, summed
+ * over each small column's window and weighted; transposed back into rows, summed over each
+ * small row's window, weighted, / 255, upscaled. Equal to the int32 path while the sums fit int16
+ * (levels in [-510, 510], windows up to 64 wide). */
+static void pixelate16(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
+                       int64_t small_h, int64_t small_w, const int32_t *col_lo, const int32_t *col_hi,
+                       const int32_t *col_weight, const int32_t *row_lo, const int32_t *row_hi,
+                       const int32_t *row_weight, const int32_t *up_row, const int32_t *up_col) {
+    const int64_t w8 = (w + 7) / 8 * 8, sw8 = (small_w + 7) / 8 * 8;
+    int16_t *columns = calloc((size_t)(8 * w8 + 8 + 8 * sw8 + h * sw8 + small_h * sw8), sizeof(int16_t));
+    float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
+    weight16 *across = weights16(col_weight, small_w), *down = weights16(row_weight, small_h);
+    if (columns == NULL || small == NULL) abort();
+    int16_t *picked = columns + 8 * w8 + 8, *narrow = picked + 8 * sw8, *low = narrow + h * sw8;
+    float *row = small + small_h * small_w + 8; /* the upscaled row, written to each row that repeats it */
+    const int stream = streams((end - begin) * h * w);
+    for (int64_t p = begin; p < end; ++p) {
+        const float *restrict x = images + p * h * w;
+        for (int64_t r0 = 0; r0 < h; r0 += 8) {
+            const int64_t rows = h - r0 < 8 ? h - r0 : 8; /* a short last band: its other lanes hold 0 */
+            for (int64_t c0 = 0; c0 < w; c0 += 8) {
+                __m128i tile[8];
+                if (c0 + 8 <= w) {
+                    for (int64_t i = 0; i < 8; ++i)
+                        tile[i] = i < rows ? raw_levels16(x + (r0 + i) * w + c0) : _mm_setzero_si128();
+                    if (c0 % 16 == 0) /* rows ahead (the next plane's past h), a line per 16 columns */
+                        for (int64_t i = PIXELATE_AHEAD - 8; i < PIXELATE_AHEAD; ++i) {
+                            const uintptr_t ahead = (uintptr_t)x + (uintptr_t)(((r0 + i) * w + c0) * 4);
+                            _mm_prefetch((const char *)ahead, _MM_HINT_T0); /* a hint: never faults */
+                        }
+                } else { /* the last columns: past w, 0 */
+                    int16_t part[8][8] = {{0}};
+                    for (int64_t i = 0; i < rows; ++i)
+                        for (int64_t c = c0; c < w; ++c) {
+                            const float v = nearbyintf(x[(r0 + i) * w + c] * 255.0f);
+                            part[i][c - c0] = (int16_t)(v < -32768.0f ? -32768.0f : (v > 32767.0f ? 32767.0f : v));
+                        }
+                    for (int i = 0; i < 8; ++i) tile[i] = _mm_loadu_si128((const __m128i *)part[i]);
+                }
+                transpose16(tile);
+                for (int i = 0; i < 8; ++i) _mm_storeu_si128((__m128i *)(columns + 8 * (c0 + i)), tile[i]);
+            }
+            for (int64_t j = 0; j < small_w; ++j) {
+                const int32_t width = col_hi[j] - col_lo[j];
+                const __m128i *c = (const __m128i *)(columns + 8 * col_lo[j]);
+                __m128i sum;
+                if (width == 2 || width == 3) { /* without a branch between them (they alternate irregularly) */
+                    const __m128i third = _mm_set1_epi16((int16_t)(2 - width)); /* -1 for a third column */
+                    sum = _mm_add_epi16(_mm_add_epi16(_mm_loadu_si128(c), _mm_loadu_si128(c + 1)),
+                                        _mm_and_si128(_mm_loadu_si128(c + 2), third));
+                } else {
+                    sum = _mm_setzero_si128();
+                    for (int32_t k = 0; k < width; ++k) sum = _mm_add_epi16(sum, _mm_loadu_si128(c + k));
+                }
+                _mm_storeu_si128((__m128i *)(picked + 8 * j), weigh16(sum, across + j));
+            }
+            for (int64_t j0 = 0; j0 < small_w; j0 += 8) { /* rows of narrow padded to sw8 */
+                __m128i tile[8];
+                for (int i = 0; i < 8; ++i) tile[i] = _mm_loadu_si128((const __m128i *)(picked + 8 * (j0 + i)));
+                transpose16(tile);
+                for (int64_t i = 0; i < rows; ++i) _mm_storeu_si128((__m128i *)(narrow + (r0 + i) * sw8 + j0), tile[i]);
+            }
+        }
+        const __m128 scale = _mm_set1_ps(255.0f);
+        for (int64_t k = 0; k < small_h; ++k) {
+            for (int64_t j0 = 0; j0 < small_w; j0 += 8) {
+                __m128i sum = _mm_setzero_si128();
+                for (int32_t i = row_lo[k]; i < row_hi[k]; ++i)
+                    sum = _mm_add_epi16(sum, _mm_loadu_si128((const __m128i *)(narrow + i * sw8 + j0)));
+                _mm_storeu_si128((__m128i *)(low + k * sw8 + j0), weigh16(sum, down + k));
+            }
+            const int16_t *levels = low + k * sw8;
+            float *target = small + k * small_w;
+            int64_t j = 0;
+            for (; j + 8 <= small_w; j += 8) {
+                const __m128i v = _mm_loadu_si128((const __m128i *)(levels + j));
+                const __m128i sign = _mm_srai_epi16(v, 15);
+                _mm_storeu_ps(target + j, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(v, sign)), scale));
+                _mm_storeu_ps(target + j + 4, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(v, sign)), scale));
+            }
+            for (; j < small_w; ++j) target[j] = (float)levels[j] / 255.0f;
+        }
+        float *y = out + p * h * w;
+        for (int64_t r = 0; r < h; ++r) {
+            if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
+            put_floats(y + r * w, row, w, stream);
+        }
+    }
+    stream_end();
+    free(columns);
+    free(small);
+    free(across);
+    free(down);
+}
+#endif
 
 /* An image's int16 planes for jpeg_roundtrip: luma (h8 x w8), chroma (hc x w2 each) and row buffers. */
 typedef struct {
