@@ -350,6 +350,16 @@ static inline void upscale_row(const float *restrict source, float *restrict out
 
 /* box_pass over eight lines side by side: in[c] holds element c of each (eight int32, in[c * 8 + k]
  * for line k), out[o] likewise. */
+/* Pixelate's upscale of a small plane (small_w wide) into an h x w plane y: output row r copies
+ * small row up_row[r] at columns up_col, made once in `row` for the rows that repeat it. */
+static void upscale_plane(const float *small, int64_t small_w, const int32_t *up_row, const int32_t *up_col,
+                          int64_t h, int64_t w, float *restrict row, float *y, int stream) {
+    for (int64_t r = 0; r < h; ++r) {
+        if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
+        put_floats(y + r * w, row, w, stream);
+    }
+}
+
 static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t outputs, const int32_t *lo,
                       const int32_t *hi, const int32_t *weight) {
     for (int64_t o = 0; o < outputs; ++o) {
@@ -430,11 +440,7 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
         }
         box_pass(narrow, low, small_h, small_w, row_lo, row_hi, row_weight);
         for (int64_t i = 0; i < small_h * small_w; ++i) small[i] = (float)low[i] / 255.0f;
-        float *y = out + p * h * w;
-        for (int64_t r = 0; r < h; ++r) {
-            if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
-            put_floats(y + r * w, row, w, stream);
-        }
+        upscale_plane(small, small_w, up_row, up_col, h, w, row, out + p * h * w, stream);
     }
     stream_end();
     free(band);
@@ -1145,11 +1151,7 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
             }
             for (; j < small_w; ++j) target[j] = (float)levels[j] / 255.0f;
         }
-        float *y = out + p * h * w;
-        for (int64_t r = 0; r < h; ++r) {
-            if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
-            put_floats(y + r * w, row, w, stream);
-        }
+        upscale_plane(small, small_w, up_row, up_col, h, w, row, out + p * h * w, stream);
     }
     stream_end();
     free(columns);
