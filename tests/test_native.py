@@ -335,8 +335,9 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
 ) -> None:
     """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
     and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
-    and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp); windows
-    up to 64 wide (the SSE2 build's int16 lanes) and wider (its int32 path). Both builds."""
+    and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp). Its
+    windows are all within 64 pixels, the SSE2 build's int16 path (the next test takes wider
+    ones). Both builds."""
     if build == "portable":
         monkeypatch.setattr(native, "LIBRARY", portable_library)
     sizes = [(7, 53), (53, 9), (8, 200), (230, 17), (129, 130)]
