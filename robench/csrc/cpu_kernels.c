@@ -375,13 +375,6 @@ static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t
     }
 }
 
-/* Pixelate.apply for planes [begin, end) of h x w floats: uint8 levels (x * 255 rounded half to
- * even), Pillow's two-pass BOX downscale to small_h x small_w (columns, then rows), / 255, and
- * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The plane
- * goes by bands of eight rows, each transposed in cache (8 x 8 tiles in registers) so that the
- * column pass adds whole vectors, eight rows at a time, and transposed back into the narrow
- * plane, whose row pass adds whole lines; each distinct upscaled row is built once and written
- * to the rows that repeat it. */
 #if SSE2_LANES
 static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs);
 static void pixelate16(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
@@ -390,6 +383,14 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
                        const int32_t *row_weight, const int32_t *up_row, const int32_t *up_col);
 #endif
 
+/* Pixelate.apply for planes [begin, end) of h x w floats: uint8 levels (x * 255 rounded half to
+ * even), Pillow's two-pass BOX downscale to small_h x small_w (columns, then rows), / 255, and
+ * the upscale, where output pixel (y, x) copies small pixel (up_row[y], up_col[x]). The plane
+ * goes by bands of eight rows, each transposed in cache (8 x 8 tiles in registers) so that the
+ * column pass adds whole vectors, eight rows at a time, and transposed back into the narrow
+ * plane, whose row pass adds whole lines; each distinct upscaled row is built once and written
+ * to the rows that repeat it. With SSE2, passes whose windows are all at most 64 wide go to
+ * pixelate16 instead (the same steps in int16 lanes). */
 void robench_pixelate(const float *images, float *out, int64_t begin, int64_t end, int64_t h,
                       int64_t w, int64_t small_h, int64_t small_w, const int32_t *col_lo,
                       const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
