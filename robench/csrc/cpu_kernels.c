@@ -348,8 +348,6 @@ static inline void upscale_row(const float *restrict source, float *restrict out
     for (; c < w; ++c) out[c] = source[up_col[c]];
 }
 
-/* box_pass over eight lines side by side: in[c] holds element c of each (eight int32, in[c * 8 + k]
- * for line k), out[o] likewise. */
 /* Pixelate's upscale of a small plane (small_w wide) into an h x w plane y: output row r copies
  * small row up_row[r] at columns up_col, made once in `row` for the rows that repeat it. */
 static void upscale_plane(const float *small, int64_t small_w, const int32_t *up_row, const int32_t *up_col,
@@ -360,6 +358,8 @@ static void upscale_plane(const float *small, int64_t small_w, const int32_t *up
     }
 }
 
+/* box_pass over eight lines side by side: in[c] holds element c of each (eight int32, in[c * 8 + k]
+ * for line k), out[o] likewise. */
 static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t outputs, const int32_t *lo,
                       const int32_t *hi, const int32_t *weight) {
     for (int64_t o = 0; o < outputs; ++o) {
@@ -813,8 +813,10 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             /* a block whose only coefficient left is its DC (47% of the benchmark's blocks at 224 px,
              * severity 3): every pixel the same, the inverse passes' arithmetic on that one value (as
              * libjpeg's jidctint skips columns of zeros) */
-            __m128i rest = _mm_and_si128(v[0], _mm_set_epi16(-1, -1, -1, -1, -1, -1, -1, 0));
-            for (int u = 1; u < 8; ++u) rest = _mm_or_si128(rest, v[u]);
+            __m128i high = v[2]; /* rows 2 .. 7, zero in both shortcuts */
+            for (int u = 3; u < 8; ++u) high = _mm_or_si128(high, v[u]);
+            const __m128i rest =
+                _mm_or_si128(_mm_or_si128(_mm_and_si128(v[0], _mm_set_epi16(-1, -1, -1, -1, -1, -1, -1, 0)), v[1]), high);
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(rest, _mm_setzero_si128())) == 0xFFFF) {
                 const int32_t dc = (int16_t)_mm_cvtsi128_si32(v[0]);
                 const int32_t column = saturate16((dc * 8192 + 1024) >> 11); /* both passes: 8192 x, descaled */
@@ -827,8 +829,8 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
              * at 224 px, severity 3, DC-only ones included): idct16's sums with the rest zero are
              * 8192 d0 +- K d1 in each pass (K the odd part's folded constants), so each output row is
              * two pmaddwd of its column-pass pair (w_y0, w_y1), and no transposes */
-            __m128i corner = _mm_and_si128(_mm_or_si128(v[0], v[1]), _mm_set_epi16(-1, -1, -1, -1, -1, -1, 0, 0));
-            for (int u = 2; u < 8; ++u) corner = _mm_or_si128(corner, v[u]);
+            const __m128i corner =
+                _mm_or_si128(_mm_and_si128(_mm_or_si128(v[0], v[1]), _mm_set_epi16(-1, -1, -1, -1, -1, -1, 0, 0)), high);
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(corner, _mm_setzero_si128())) == 0xFFFF) {
                 const __m128i pairs = _mm_unpacklo_epi16(v[0], v[1]); /* (d0v, d1v) in int32 lane v */
                 const __m128i top = _mm_set1_epi16(255);
@@ -1113,6 +1115,7 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
     float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
     weight16 *across = weights16(col_weight, small_w), *down = weights16(row_weight, small_h);
     if (columns == NULL || small == NULL) abort();
+    /* + 8: a window's third column, masked off, may be read one past the last column */
     int16_t *picked = columns + 8 * w8 + 8, *narrow = picked + 8 * sw8, *low = narrow + h * sw8;
     float *row = small + small_h * small_w + 8; /* the upscaled row, written to each row that repeats it */
     const int stream = streams((end - begin) * h * w);
