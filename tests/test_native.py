@@ -363,6 +363,24 @@ def test_the_pixelate_kernel_equals_the_torch_path_with_windows_past_64(monkeypa
     _same(*_both_paths(monkeypatch, lambda: [distortion(images, severity, BatchRNG(seeds)) for severity in (1, 2, 3)]))
 
 
+@needs_compiler
+@pytest.mark.parametrize("build", ["native", "portable"])
+def test_the_pixelate_kernel_equals_the_torch_path_for_windows_of_5_to_64(
+    monkeypatch, portable_library: native.NativeLibrary, build: str
+) -> None:
+    """Windows of 5-6, 11-12, 27-29, 47-51 and 63-64 pixels, on levels from -51 to 306. The SSE2
+    build weighs a window's sum by one 16-bit product where one is exact for every sum it can
+    reach (widths 5, 6, 11, 12, 27, 29, 51 and 64 here) and by the int32 product where none is (28,
+    47, 48, 50, 63), the two mixed within some passes; both builds equal the torch path."""
+    if build == "portable":
+        monkeypatch.setattr(native, "LIBRARY", portable_library)
+    monkeypatch.setattr(digital, "_PIXELATE", {name: (1 / 5, 1 / 11, 1 / 26, 1 / 43, 1 / 63) for name in digital._PIXELATE})
+    images = torch.rand(2, 3, 190, 253, generator=torch.Generator().manual_seed(6)) * 1.4 - 0.2
+    distortion = Registry(entry_points=False).get("distortion", "pixelate")()
+    seeds = sample_seeds(0, torch.arange(2))
+    _same(*_both_paths(monkeypatch, lambda: [distortion(images, severity, BatchRNG(seeds)) for severity in range(1, 6)]))
+
+
 @contextlib.contextmanager
 def _torch_threads(count: int) -> Iterator[None]:
     """torch's intra-op thread count set to ``count`` inside, restored after."""

@@ -1054,30 +1054,71 @@ static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs) 
     return 1;
 }
 
-/* A box pass's weight as pmaddwd's constants for weigh16: weight = high 2^16 + low, low as int16,
- * each paired with 0 (NULL: no weight). */
+/* A box pass's weight for weigh16. Where it can, one unsigned high product: the level is
+ * min(((max(sum, 0) + add) * mul) >> 16, 255), add and mul searched near 2^15 / mul and weight / 64
+ * and kept only if equal to box_pass's for every sum the output's taps can reach (levels in
+ * [-510, 510]); widths up to 24 all have one. Otherwise (and for windows wider than that the search
+ * finds none) the weight = high 2^16 + low, low as int16, as pmaddwd's constants, each paired with 0.
+ * NULL weight: none. */
 typedef struct {
-    __m128i low, high;
-    int none;
+    __m128i low, high, add, mul;
+    int none, exact;
 } weight16;
 
-static weight16 *weights16(const int32_t *weight, int64_t outputs) {
+/* Whether min(((max(s, 0) + add) * mul) >> 16, 255) is box_pass's level (sum * weight + 2^21) >> 22,
+ * clamped to 0 .. 255, for every sum s in [-reach, reach]. Both are steps up in s (box_pass's while
+ * its int32 product does not wrap there; else no): they agree where each level 1 .. 255 starts. */
+static int short_product_exact(int32_t weight, int32_t reach, int32_t add, int32_t mul) {
+    if (weight <= 0 || (int64_t)reach * weight + (1 << 21) > INT32_MAX) return 0;
+    for (int64_t level = 1; level <= 255; ++level) {
+        const int64_t exact = ((level << 22) - (1 << 21) + weight - 1) / weight; /* the least s reaching it */
+        const int64_t product = ((level << 16) + mul - 1) / mul - add;
+        if ((exact > reach ? reach + 1 : exact) != (product > reach ? reach + 1 : product)) return 0;
+    }
+    return 1;
+}
+
+static weight16 *weights16(const int32_t *weight, const int32_t *lo, const int32_t *hi, int64_t outputs) {
     weight16 *table = malloc((size_t)(outputs > 0 ? outputs : 1) * sizeof(weight16));
     if (table == NULL) abort();
     for (int64_t o = 0; o < outputs; ++o) {
         const int32_t w = weight == NULL ? 0 : weight[o], low = (int16_t)(w & 0xFFFF);
-        const int32_t high = (int32_t)(((uint32_t)w - (uint32_t)low) >> 16);
-        table[o] = (weight16){pair16(low, 0), pair16(high, 0), weight == NULL};
+        const int32_t high = (int32_t)(((uint32_t)w - (uint32_t)low) >> 16), reach = 510 * (hi[o] - lo[o]);
+        table[o] = (weight16){pair16(low, 0), pair16(high, 0), _mm_setzero_si128(), _mm_setzero_si128(),
+                              weight == NULL, 0};
+        if (weight == NULL || reach + 64 > 65535) continue;
+        int64_t same = o - 1; /* an earlier output of this weight and width: its search's result */
+        while (same >= 0 && (weight[same] != w || hi[same] - lo[same] != hi[o] - lo[o])) --same;
+        if (same >= 0) {
+            table[o] = table[same];
+            continue;
+        }
+        for (int32_t m = w / 64 - 3; m <= w / 64 + 3 && !table[o].exact; ++m) {
+            if (m < 1 || m > 65535) continue;
+            const int32_t centre = (32768 + m / 2) / m;
+            for (int32_t add = centre < 3 ? 0 : centre - 3; add <= centre + 3; ++add)
+                if (short_product_exact(w, reach, add, m)) {
+                    table[o].add = _mm_set1_epi16((int16_t)add);
+                    table[o].mul = _mm_set1_epi16((int16_t)(uint16_t)m);
+                    table[o].exact = 1;
+                    break;
+                }
+        }
     }
     return table;
 }
 
-/* Eight int16 box sums weighted as box_pass does, (sum * weight + 2^21) >> 22 clamped to 0 .. 255,
- * in int32 lanes modulo 2^32 as its int32 product (the two parts of the weight, each a pmaddwd of
- * (sum, 0) pairs); no weight: the sums as they are. */
+/* Eight int16 box sums weighted as box_pass does, (sum * weight + 2^21) >> 22 clamped to 0 .. 255:
+ * by the weight's exact unsigned high product (see weight16), or in int32 lanes modulo 2^32 as its
+ * int32 product (the two parts of the weight, each a pmaddwd of (sum, 0) pairs); no weight: the
+ * sums as they are. */
 static inline __m128i weigh16(__m128i sum, const weight16 *weight) {
     if (weight->none) return sum;
-    const __m128i zero = _mm_setzero_si128(), round = _mm_set1_epi32(1 << 21);
+    const __m128i zero = _mm_setzero_si128();
+    if (weight->exact)
+        return _mm_min_epi16(_mm_mulhi_epu16(_mm_add_epi16(_mm_max_epi16(sum, zero), weight->add), weight->mul),
+                             _mm_set1_epi16(255));
+    const __m128i round = _mm_set1_epi32(1 << 21);
     const __m128i a = _mm_unpacklo_epi16(sum, zero), b = _mm_unpackhi_epi16(sum, zero);
     const __m128i pa = _mm_add_epi32(_mm_madd_epi16(a, weight->low),
                                      _mm_slli_epi32(_mm_madd_epi16(a, weight->high), 16));
@@ -1113,7 +1154,7 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
     const int64_t w8 = (w + 7) / 8 * 8, sw8 = (small_w + 7) / 8 * 8;
     int16_t *columns = calloc((size_t)(8 * w8 + 8 + 8 * sw8 + h * sw8 + small_h * sw8), sizeof(int16_t));
     float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
-    weight16 *across = weights16(col_weight, small_w), *down = weights16(row_weight, small_h);
+    weight16 *across = weights16(col_weight, col_lo, col_hi, small_w), *down = weights16(row_weight, row_lo, row_hi, small_h);
     if (columns == NULL || small == NULL) abort();
     /* + 8: a window's third column, masked off, may be read one past the last column */
     int16_t *picked = columns + 8 * w8 + 8, *narrow = picked + 8 * sw8, *low = narrow + h * sw8;
