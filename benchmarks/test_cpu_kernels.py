@@ -18,7 +18,7 @@ from robench import native
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 
-from conftest import record
+from conftest import dropping, record
 from reference import real_images
 
 BATCH = 256
@@ -45,7 +45,7 @@ def _measure(benchmark, batch: torch.Tensor, group: str, name: str, work, monkey
     if path == "torch":
         monkeypatch.setenv("ROBENCH_FUSED", "0")
     benchmark.group = f"{group} {batch.shape[-1]}px"
-    benchmark.pedantic(work, rounds=5 if batch.shape[-1] == 32 else 3, warmup_rounds=3)  # the heap settles
+    benchmark.pedantic(dropping(work), rounds=5 if batch.shape[-1] == 32 else 3, warmup_rounds=3)  # the heap settles
     rate = BATCH / benchmark.stats.stats.median
     benchmark.extra_info["images_per_s"] = rate
     key = "robench" if path == "c" else "reference"  # the summary's ratio: C / torch
@@ -73,5 +73,5 @@ def test_memory_pass(benchmark, batch: torch.Tensor, how: str) -> None:
     benchmark.group = f"memory pass {batch.shape[-1]}px"
     target = torch.empty_like(batch)
     work = batch.clone if how == "clone" else lambda: target.copy_(batch)
-    benchmark.pedantic(work, rounds=5, warmup_rounds=3)
+    benchmark.pedantic(dropping(work), rounds=5, warmup_rounds=3)
     record((f"memory pass ({how})", f"{batch.shape[-1]}px"), images_per_s=BATCH / benchmark.stats.stats.median)

@@ -18,7 +18,7 @@ import torch
 from robench.registry import Registry
 from robench.rng import BatchRNG, sample_seeds
 
-from conftest import record
+from conftest import dropping, record
 from reference import imagecorruptions, real_images, to_uint8_hwc
 
 REGISTRY = Registry(entry_points=False)
@@ -45,8 +45,9 @@ def test_throughput(benchmark, batch: torch.Tensor, name: str, side: str) -> Non
         distortion = REGISTRY.get("distortion", name)()
         seeds = sample_seeds(0, torch.arange(BATCH))
         count = BATCH
-        # three warm-up calls: the heap settles into reusing the batch-sized buffers (robench.host_memory)
-        benchmark.pedantic(lambda: distortion(batch, SEVERITY, BatchRNG(seeds)), rounds=5, warmup_rounds=3)
+        # three warm-up calls: the heap settles into reusing the batch-sized buffers (robench.host_memory);
+        # each output released as the call returns (conftest.dropping)
+        benchmark.pedantic(dropping(lambda: distortion(batch, SEVERITY, BatchRNG(seeds))), rounds=5, warmup_rounds=3)
     else:
         if name not in imagecorruptions().get_corruption_names("all"):
             pytest.skip(f"imagecorruptions has no {name}")
