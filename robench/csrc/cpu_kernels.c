@@ -976,17 +976,31 @@ static void downsample_row(const int16_t *restrict p0, const int16_t *restrict p
     }
 }
 
-/* One row of h2v2_fancy_upsample (jdsample.c) from the chroma rows near and far (cw values; far
- * weighs 1, near 3) into w values of up; line holds the column sums at [-1, cw] (its own padding
- * beyond, as up's: whole vectors of 8 and 16 are written). */
-static void upsample_row(const int16_t *restrict near, const int16_t *restrict far, int64_t cw,
-                         int16_t *restrict line, int16_t *restrict up) {
+/* h2v2_fancy_upsample's (jdsample.c) first step for one output row: the column sums 3 near + far
+ * of its chroma rows near and far (cw values) into line, valid at [-1, cw] (its own padding beyond:
+ * whole vectors of 8 are written). */
+static void column_sums(const int16_t *restrict near, const int16_t *restrict far, int64_t cw, int16_t *restrict line) {
     for (int64_t j = 0; j < cw; j += 8) {
         const short_lanes8 sums = 3 * load_short8(near + j) + load_short8(far + j);
         memcpy(line + j, &sums, sizeof sums);
     }
     line[-1] = line[0];
     line[cw] = line[cw - 1];
+}
+
+/* Output column c of h2v2_fancy_upsample from its row's column sums: (3 line[c / 2] + its left
+ * neighbour + 8) >> 4 for even c, (... + its right neighbour + 7) >> 4 for odd c. */
+static inline int32_t fancy_at(const int16_t *line, int64_t c) {
+    const int64_t j = c / 2;
+    return c % 2 == 0 ? (3 * line[j] + line[j - 1] + 8) >> 4 : (3 * line[j] + line[j + 1] + 7) >> 4;
+}
+
+/* One row of h2v2_fancy_upsample from the chroma rows near and far (cw values; far weighs 1, near
+ * 3) into w values of up, by way of their column sums in line (see column_sums; up's padding, as
+ * line's: whole vectors of 16 are written). */
+static void upsample_row(const int16_t *restrict near, const int16_t *restrict far, int64_t cw,
+                         int16_t *restrict line, int16_t *restrict up) {
+    column_sums(near, far, cw, line);
     for (int64_t j = 0; j < cw; j += 8) { /* outputs 2j (left neighbour) and 2j + 1 (right one) */
         const short_lanes8 centre = 3 * load_short8(line + j);
         const short_lanes8 even = (centre + load_short8(line + j - 1) + 8) >> 4;
@@ -1009,47 +1023,88 @@ static inline void put_levels(float *out, __m128i luminance, __m128i term) {
 }
 #endif
 
-/* One row of YCbCr -> RGB (jdcolor.c), clamped to 0 .. 255 and / 255, from int16 luma and
- * upsampled chroma. */
+/* One pixel of YCbCr -> RGB (jdcolor.c), clamped to 0 .. 255 and / 255, into column c of the rows. */
+static inline void rgb_pixel(int32_t y, int32_t cb, int32_t cr, int64_t c, float *restrict red_out,
+                             float *restrict green_out, float *restrict blue_out) {
+    const int32_t blue = cb - 128, red = cr - 128;
+    int32_t vr = y + ((91881 * red + (1 << 15)) >> 16);
+    int32_t vg = y + ((-22554 * blue - 46802 * red + (1 << 15)) >> 16);
+    int32_t vb = y + ((116130 * blue + (1 << 15)) >> 16);
+    vr = vr < 0 ? 0 : (vr > 255 ? 255 : vr);
+    vg = vg < 0 ? 0 : (vg > 255 ? 255 : vg);
+    vb = vb < 0 ? 0 : (vb > 255 ? 255 : vb);
+    red_out[c] = (float)vr / 255.0f;
+    green_out[c] = (float)vg / 255.0f;
+    blue_out[c] = (float)vb / 255.0f;
+}
+
+#if SSE2_LANES
+/* rgb_pixel for eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
+ * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1 (checked
+ * for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y. */
+static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_out, float *green_out,
+                        float *blue_out) {
+    const __m128i centre = _mm_set1_epi16(128), one = _mm_set1_epi16(1);
+    const __m128i red_k = _mm_set1_epi16(26345), blue_k = _mm_set1_epi16(-14942);
+    const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
+    const __m128i blue = _mm_sub_epi16(blue_up, centre), red = _mm_sub_epi16(red_up, centre);
+    const __m128i blue2 = _mm_add_epi16(blue, blue), red2 = _mm_add_epi16(red, red);
+    const __m128i red_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(red2, red_k), one), 1);
+    const __m128i blue_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(blue2, blue_k), one), 1);
+    const __m128i red_term = _mm_add_epi16(red, red_rest), blue_term = _mm_add_epi16(blue2, blue_rest);
+    const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
+    const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
+    const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
+    put_levels(red_out, y, red_term);
+    put_levels(green_out, y, green_term);
+    put_levels(blue_out, y, blue_term);
+}
+#endif
+
+/* One row of YCbCr -> RGB (rgb_pixel) from int16 luma and upsampled chroma. */
 static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict blue_up, const int16_t *restrict red_up,
                     int64_t w, float *restrict red_out, float *restrict green_out, float *restrict blue_out) {
     int64_t c = 0;
 #if SSE2_LANES
-    /* eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
-     * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1
-     * (checked for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y */
-    const __m128i centre = _mm_set1_epi16(128), one = _mm_set1_epi16(1);
-    const __m128i red_k = _mm_set1_epi16(26345), blue_k = _mm_set1_epi16(-14942);
-    const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
-    for (; c + 8 <= w; c += 8) {
-        const __m128i y = _mm_loadu_si128((const __m128i *)(luminance + c));
-        const __m128i blue = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(blue_up + c)), centre);
-        const __m128i red = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(red_up + c)), centre);
-        const __m128i blue2 = _mm_add_epi16(blue, blue), red2 = _mm_add_epi16(red, red);
-        const __m128i red_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(red2, red_k), one), 1);
-        const __m128i blue_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(blue2, blue_k), one), 1);
-        const __m128i red_term = _mm_add_epi16(red, red_rest), blue_term = _mm_add_epi16(blue2, blue_rest);
-        const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
-        const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
-        const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
-        put_levels(red_out + c, y, red_term);
-        put_levels(green_out + c, y, green_term);
-        put_levels(blue_out + c, y, blue_term);
-    }
+    for (; c + 8 <= w; c += 8)
+        rgb8(_mm_loadu_si128((const __m128i *)(luminance + c)), _mm_loadu_si128((const __m128i *)(blue_up + c)),
+             _mm_loadu_si128((const __m128i *)(red_up + c)), red_out + c, green_out + c, blue_out + c);
 #endif
-    for (; c < w; ++c) {
-        const int32_t blue = blue_up[c] - 128, red = red_up[c] - 128;
-        int32_t vr = luminance[c] + ((91881 * red + (1 << 15)) >> 16);
-        int32_t vg = luminance[c] + ((-22554 * blue - 46802 * red + (1 << 15)) >> 16);
-        int32_t vb = luminance[c] + ((116130 * blue + (1 << 15)) >> 16);
-        vr = vr < 0 ? 0 : (vr > 255 ? 255 : vr);
-        vg = vg < 0 ? 0 : (vg > 255 ? 255 : vg);
-        vb = vb < 0 ? 0 : (vb > 255 ? 255 : vb);
-        red_out[c] = (float)vr / 255.0f;
-        green_out[c] = (float)vg / 255.0f;
-        blue_out[c] = (float)vb / 255.0f;
-    }
+    for (; c < w; ++c) rgb_pixel(luminance[c], blue_up[c], red_up[c], c, red_out, green_out, blue_out);
 }
+
+#if SSE2_LANES
+/* rgb_row with the chroma upsampled on the way (upsample_row's second step, fancy_at), from the
+ * column sums of each chroma row ([-1, cw] valid, see column_sums): sixteen pixels take eight
+ * sums and their neighbours, and no upsampled row is stored and read back. */
+static void rgb_row_fancy(const int16_t *restrict luminance, const int16_t *restrict blue_line,
+                          const int16_t *restrict red_line, int64_t w, float *restrict red_out,
+                          float *restrict green_out, float *restrict blue_out) {
+    const __m128i eight = _mm_set1_epi16(8), seven = _mm_set1_epi16(7);
+    int64_t c = 0;
+    for (; c + 16 <= w; c += 16) {
+        __m128i up[2][2]; /* [blue, red][columns c .. c + 7, c + 8 .. c + 15] */
+        const int16_t *lines[2] = {blue_line + c / 2, red_line + c / 2};
+        for (int k = 0; k < 2; ++k) {
+            const __m128i sums = _mm_loadu_si128((const __m128i *)lines[k]);
+            const __m128i centre = _mm_add_epi16(sums, _mm_add_epi16(sums, sums));
+            const __m128i left = _mm_loadu_si128((const __m128i *)(lines[k] - 1));
+            const __m128i right = _mm_loadu_si128((const __m128i *)(lines[k] + 1));
+            const __m128i even = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, left), eight), 4);
+            const __m128i odd = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, right), seven), 4);
+            up[k][0] = _mm_unpacklo_epi16(even, odd);
+            up[k][1] = _mm_unpackhi_epi16(even, odd);
+        }
+        for (int half = 0; half < 2; ++half) {
+            const int64_t at = c + 8 * half;
+            rgb8(_mm_loadu_si128((const __m128i *)(luminance + at)), up[0][half], up[1][half], red_out + at,
+                 green_out + at, blue_out + at);
+        }
+    }
+    for (; c < w; ++c)
+        rgb_pixel(luminance[c], fancy_at(blue_line, c), fancy_at(red_line, c), c, red_out, green_out, blue_out);
+}
+#endif
 
 #if SSE2_LANES
 /* Whether every window of a box pass (its outputs' taps [lo, hi)) is at most 64 wide: then sums of
@@ -1274,6 +1329,14 @@ static void jpeg_levels_out(const jpeg_planes *p, float *o) {
     const int64_t plane = p->h * p->w, w = p->w, w2 = p->w2;
     for (int64_t r = 0; r < p->h; ++r) {
         const int64_t near = r / 2, far = clamp_index(r % 2 ? near + 1 : near - 1, p->ch);
+        float *red = o + r * w, *green = o + plane + r * w, *blue = o + 2 * plane + r * w;
+#if SSE2_LANES
+        if (p->cw > 2) {
+            for (int k = 0; k < 2; ++k) column_sums(p->chroma[k] + near * w2, p->chroma[k] + far * w2, p->cw, p->lines[k]);
+            rgb_row_fancy(p->luma + r * p->w8, p->lines[0], p->lines[1], w, red, green, blue);
+            continue;
+        }
+#endif
         for (int k = 0; k < 2; ++k) {
             const int16_t *s = p->chroma[k];
             if (p->cw <= 2) { /* libjpeg replicates pixels in planes 1 or 2 wide */
@@ -1282,8 +1345,7 @@ static void jpeg_levels_out(const jpeg_planes *p, float *o) {
                 upsample_row(s + near * w2, s + far * w2, p->cw, p->lines[k], p->upsampled[k]);
             }
         }
-        rgb_row(p->luma + r * p->w8, p->upsampled[0], p->upsampled[1], w, o + r * w, o + plane + r * w,
-                o + 2 * plane + r * w);
+        rgb_row(p->luma + r * p->w8, p->upsampled[0], p->upsampled[1], w, red, green, blue);
     }
 }
 
