@@ -13,6 +13,13 @@ process's peak, steady from round to round (running every distortion on 256 imag
 2.4 GB with the larger CPU chunks this setting selects, see ``Distortion.cpu_chunk_values``;
 0.9-1.7 GB without it).
 
+One pattern it does not cure: a batch-sized buffer requested while the last one of that size is
+still held, as ``y = distortion(x)`` in a loop holds the last ``y`` until the call returns. torch
+asks for 64-byte alignment, for which glibc needs a little more than the freed chunk of the same
+size, so unless free neighbours have merged with it the request takes fresh pages (a 154 MB
+batch: 37,632 page faults, +35 ms on the development machine; pixelate's 20 ms became 55).
+Where that matters, release the last batch before the next call (``del y``).
+
 robench's cell workers call :func:`keep_freed_memory` once; set ``ROBENCH_KEEP_FREED_MEMORY=0``
 to leave the allocator as it is (e.g. to measure the difference).
 """
