@@ -1118,19 +1118,20 @@ static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs) 
 /* A box pass's weight for weigh16. Where it can, one unsigned high product: the level is
  * min(((max(sum, 0) + add) * mul) >> 16, 255), add and mul searched near 2^15 / mul and weight / 64
  * and kept only if equal to box_pass's for every sum the output's taps can reach (levels in
- * [-510, 510]); widths up to 24 all have one. Otherwise (and for windows wider than that the search
- * finds none) the weight = high 2^16 + low, low as int16, as pmaddwd's constants, each paired with 0.
- * NULL weight: none. */
+ * [-510, 510]). Of pixelate's weights, round(2^22 / width), every width up to 24 has one and 10 of
+ * the 40 widths 25-64 do. Otherwise the weight = high 2^16 + low, low as int16, as pmaddwd's
+ * constants, each paired with 0. NULL weight: none. */
 typedef struct {
     __m128i low, high, add, mul;
     int none, exact;
 } weight16;
 
 /* Whether min(((max(s, 0) + add) * mul) >> 16, 255) is box_pass's level (sum * weight + 2^21) >> 22,
- * clamped to 0 .. 255, for every sum s in [-reach, reach]. Both are steps up in s (box_pass's while
- * its int32 product does not wrap there; else no): they agree where each level 1 .. 255 starts. */
+ * clamped to 0 .. 255, for every sum s in [-reach, reach] (max(s, 0) + add within 16 bits). Both
+ * are steps up in s (box_pass's while its int32 product does not wrap there; else no): they agree
+ * where each level 1 .. 255 starts. */
 static int short_product_exact(int32_t weight, int32_t reach, int32_t add, int32_t mul) {
-    if (weight <= 0 || (int64_t)reach * weight + (1 << 21) > INT32_MAX) return 0;
+    if (weight <= 0 || (int64_t)reach * weight + (1 << 21) > INT32_MAX || reach + add > 65535) return 0;
     for (int64_t level = 1; level <= 255; ++level) {
         const int64_t exact = ((level << 22) - (1 << 21) + weight - 1) / weight; /* the least s reaching it */
         const int64_t product = ((level << 16) + mul - 1) / mul - add;
@@ -1147,7 +1148,7 @@ static weight16 *weights16(const int32_t *weight, const int32_t *lo, const int32
         const int32_t high = (int32_t)(((uint32_t)w - (uint32_t)low) >> 16), reach = 510 * (hi[o] - lo[o]);
         table[o] = (weight16){pair16(low, 0), pair16(high, 0), _mm_setzero_si128(), _mm_setzero_si128(),
                               weight == NULL, 0};
-        if (weight == NULL || reach + 64 > 65535) continue;
+        if (weight == NULL) continue;
         int64_t same = o - 1; /* an earlier output of this weight and width: its search's result */
         while (same >= 0 && (weight[same] != w || hi[same] - lo[same] != hi[o] - lo[o])) --same;
         if (same >= 0) {
