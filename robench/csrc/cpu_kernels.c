@@ -1588,9 +1588,9 @@ void robench_fog(const float *images, const float *plasma, const float *strength
 /* ---- Motion blur (plugins/distortions/blur.py, the reference's _motion_blur) ---- */
 
 /* Row's value at column x - shift, the column clamped to the row (edges replicated). */
-static inline double shifted_at(const float *row, int64_t x, int64_t shift, int64_t w) {
+static inline double shifted_at(const double *row, int64_t x, int64_t shift, int64_t w) {
     const int64_t source = x - shift;
-    return (double)row[source < 0 ? 0 : (source >= w ? w - 1 : source)];
+    return row[source < 0 ? 0 : (source >= w ? w - 1 : source)];
 }
 
 /* Columns [*lo, *hi) of a w-wide row at which every tap shifted by least .. most columns reads
@@ -1605,17 +1605,21 @@ static inline void inside_columns(int64_t least, int64_t most, int64_t w, int64_
  * with coordinates clamped to the image (edges replicated), over image b's `taps` (width per
  * image) weights and offsets, skipping zero weights (past a kernel's end or its first exit).
  * Four taps a pass over the row's float64 sums, each added in turn (a quarter of the loads and
- * stores of the sums; the same values), the last ones alone. */
+ * stores of the sums; the same values), the last ones alone. Each plane is made float64 once,
+ * not at every tap's read (1.2x on one thread at 224 px, 1.3x on two). */
 void robench_motion_blur(const float *images, float *out, const double *weights, const int64_t *dy,
                          const int64_t *dx, int64_t begin, int64_t end, int64_t channels, int64_t h, int64_t w,
                          int64_t taps) {
     double *acc = malloc((size_t)w * sizeof(double)), *weight = malloc((size_t)taps * sizeof(double));
     int64_t *shift_x = malloc((size_t)taps * sizeof(int64_t)), *shift_y = malloc((size_t)taps * sizeof(int64_t));
-    const float **rows = malloc((size_t)taps * sizeof(float *));
-    if (acc == NULL || weight == NULL || shift_x == NULL || shift_y == NULL || rows == NULL) abort();
+    const double **rows = malloc((size_t)taps * sizeof(double *));
+    double *wide = malloc((size_t)(h * w) * sizeof(double));
+    if (wide == NULL || acc == NULL || weight == NULL || shift_x == NULL || shift_y == NULL || rows == NULL) abort();
     for (int64_t p = begin; p < end; ++p) {
         const int64_t b = p / channels;
-        const float *plane = images + p * h * w;
+        const float *source = images + p * h * w;
+        for (int64_t i = 0; i < h * w; ++i) wide[i] = (double)source[i]; /* exact */
+        const double *plane = wide;
         int64_t used = 0; /* the image's taps with a weight, in order */
         for (int64_t k = 0; k < taps; ++k) {
             if (weights[b * taps + k] == 0.0) continue;
@@ -1629,8 +1633,8 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
             double *restrict a = acc;
             int64_t u = 0;
             for (; u + 3 < used; u += 4) { /* four taps a pass over the row, added in their order */
-                const float *restrict r0 = rows[u], *restrict r1 = rows[u + 1], *restrict r2 = rows[u + 2],
-                                      *restrict r3 = rows[u + 3];
+                const double *restrict r0 = rows[u], *restrict r1 = rows[u + 1], *restrict r2 = rows[u + 2],
+                                       *restrict r3 = rows[u + 3];
                 const double w0 = weight[u], w1 = weight[u + 1], w2 = weight[u + 2], w3 = weight[u + 3];
                 const int64_t s0 = shift_x[u], s1 = shift_x[u + 1], s2 = shift_x[u + 2], s3 = shift_x[u + 3];
                 int64_t least = s0, most = s0, lo, hi;
@@ -1643,26 +1647,26 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
                     a[x] = (((a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w)) +
                             w2 * shifted_at(r2, x, s2, w)) + w3 * shifted_at(r3, x, s3, w);
                 for (int64_t x = lo; x < hi; ++x)
-                    a[x] = (((a[x] + w0 * (double)r0[x - s0]) + w1 * (double)r1[x - s1]) + w2 * (double)r2[x - s2]) +
-                           w3 * (double)r3[x - s3];
+                    a[x] = (((a[x] + w0 * r0[x - s0]) + w1 * r1[x - s1]) + w2 * r2[x - s2]) + w3 * r3[x - s3];
                 for (int64_t x = hi; x < w; ++x)
                     a[x] = (((a[x] + w0 * shifted_at(r0, x, s0, w)) + w1 * shifted_at(r1, x, s1, w)) +
                             w2 * shifted_at(r2, x, s2, w)) + w3 * shifted_at(r3, x, s3, w);
             }
             for (; u < used; ++u) { /* the last taps, one at a time */
-                const float *restrict row = rows[u];
+                const double *restrict row = rows[u];
                 const int64_t shift = shift_x[u];
                 int64_t lo, hi;
                 inside_columns(shift, shift, w, &lo, &hi);
-                for (int64_t x = 0; x < lo; ++x) a[x] += weight[u] * (double)row[0];
-                for (int64_t x = lo; x < hi; ++x) a[x] += weight[u] * (double)row[x - shift];
-                for (int64_t x = hi; x < w; ++x) a[x] += weight[u] * (double)row[w - 1];
+                for (int64_t x = 0; x < lo; ++x) a[x] += weight[u] * row[0];
+                for (int64_t x = lo; x < hi; ++x) a[x] += weight[u] * row[x - shift];
+                for (int64_t x = hi; x < w; ++x) a[x] += weight[u] * row[w - 1];
             }
             float *restrict o = out + p * h * w + y * w;
             for (int64_t x = 0; x < w; ++x) o[x] = (float)acc[x];
         }
     }
     free(rows);
+    free(wide);
     free(shift_y);
     free(shift_x);
     free(weight);
