@@ -329,6 +329,37 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
 
 
 @needs_compiler
+def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(monkeypatch) -> None:
+    """Chroma blocks whose levels span 0 .. 33, each in the sign pattern of one of the 64 DCT basis
+    functions (the pattern that drives that coefficient hardest for its span), at qualities whose
+    largest span kept as DC alone runs from 31 down to 0: the SSE2 build codes a chroma block that
+    spans no more than its bound allows (flat_range) as its DC alone, without the DCTs, and must
+    equal the torch path on both sides of every bound. Then blocks of one or two levels whose DC
+    lies on, or next to, each quality's rounding ties (|DC| = 4q + 8qk). B = 128 + 2k with
+    R = G = 128 makes Cb exactly 128 + k, and 2 x 2 equal pixels downsample to it."""
+    k = torch.arange(8, dtype=torch.float64)
+    basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)
+    signs = (basis[:, None, :, None] * basis[None, :, None, :] > 0).long().view(64, 8, 8)  # (pattern, y, x)
+    spans = torch.arange(34)[:, None, None, None]
+    chroma = 128 - spans // 2 + spans * signs  # (span, pattern, 8, 8): blocks of Cb levels
+    qualities = (1, 4, 5, 6, 7, 10, 15, 25, 50, 80, 100)  # largest spans kept: 31, 30, 24, 20, 17, 12, 8, 4, 2, 0, 0
+    dc_steps = (255, 213, 170, 142, 121, 85, 57, 34, 17, 7, 1)  # their chroma tables' DC quantisers
+    sums = sorted({sign * (4 * q + 8 * q * j) + near for q in dc_steps for j in (0, 1) for sign in (-1, 1) for near in (-1, 0, 1)})
+    ties = torch.full((3 * 64, 64), 128)
+    for i, total in enumerate(sums):  # total = sum of (level - 128): 64 (c - 128) + (how many are c + 1)
+        ties[i] = 128 + total // 64
+        ties[i, : total % 64] += 1
+    chroma = torch.cat([chroma, ties.view(3, 64, 8, 8)])
+    plane = chroma.permute(0, 2, 1, 3).reshape(-1, 64 * 8)  # a row of blocks per span, then the ties
+    blue = (128 + 2 * (plane - 128)).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    grey = torch.full_like(blue, 128)
+    image = torch.stack([grey, grey, blue]).float() / 255
+    assert len(sums) <= 3 * 64 and 0 <= blue.min() and blue.max() <= 255
+    images = image[None].repeat(len(qualities), 1, 1, 1)
+    _same(*_both_paths(monkeypatch, lambda: [jpeg_roundtrip(images, qualities, torch.arange(len(qualities)))]))
+
+
+@needs_compiler
 @pytest.mark.parametrize("build", ["native", "portable"])
 def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
     monkeypatch, portable_library: native.NativeLibrary, build: str

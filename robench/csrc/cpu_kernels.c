@@ -762,13 +762,56 @@ static inline void transpose16(__m128i r[8]) { /* 8 x 8 int16: 16-, 32-, then 64
 /* x saturated to int16, as packssdw does. */
 static inline int32_t saturate16(int32_t x) { return x < -32768 ? -32768 : (x > 32767 ? 32767 : x); }
 
+/* Whether every AC coefficient of an 8 x 8 block whose levels lie within `range` of each other
+ * quantises to zero under table (natural order), by a bound on jpeg_fdct_islow's integer passes.
+ * Each pass's output k sums weights M[k] (fdct16's folded constants; their magnitudes sum to
+ * l1[k]) over its inputs. For k > 0 the weights sum to 0, so adding a constant to the inputs
+ * changes nothing; the first pass's output 0 (4x its row's sum, no rounding) varies with the rows
+ * by 4 x 8 x range / 2 at most once their common part is taken out, which the second pass's
+ * outputs v > 0 cancel, and its outputs u > 0 are within l1[u] range / 2^12 + 1/2. The second
+ * pass's |c| is then within (l1[v] d + 2^14) / 2^15, and c quantises to zero when |c| < 4q. */
+static int flat_enough(const int32_t *table, int64_t range) {
+    static const int64_t l1[8] = {65536, 59386, 60544, 59380, 65536, 59386, 60548, 59384};
+    for (int u = 0; u < 8; ++u) {
+        /* 4096 x the bound on the first pass's output u */
+        const int64_t first = u == 0 ? 16 * 4096 * range : l1[u] * range + 2048;
+        for (int v = 0; v < 8; ++v)
+            if ((u | v) != 0 && (l1[v] * first + ((int64_t)16384 << 12)) / ((int64_t)32768 << 12) >= 4 * table[v * 8 + u])
+                return 0;
+    }
+    return 1;
+}
+
+/* The widest range of levels (largest minus smallest, 0 .. 255) that flat_enough allows under
+ * table; -1 if none. */
+static int32_t flat_range(const int32_t *table) {
+    int32_t lo = -1, hi = 255; /* flat_enough is monotone in the range */
+    while (lo < hi) {
+        const int32_t mid = (lo + hi + 1) / 2;
+        if (flat_enough(table, mid))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+/* An 8 x 8 block of plane left with its DC coefficient dc alone: every pixel the inverse passes'
+ * arithmetic on that one value (8192 x, descaled by 11, then 18), + 128, clamped to 0 .. 255. */
+static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx, int32_t dc) {
+    const int32_t column = saturate16((dc * 8192 + 1024) >> 11);
+    const int32_t level = saturate16((column * 8192 + (1 << 17)) >> 18) + 128;
+    const __m128i fill = _mm_set1_epi16((int16_t)(level < 0 ? 0 : (level > 255 ? 255 : level)));
+    for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
+}
+
 /* code_plane in 16-bit lanes. Its quantisation's quotient floor(n / d) (n = |coefficient| + d / 2
  * below 2^14 + 2^10, d = 8q) is the float product n * r truncated, r being 1 / d rounded up by
  * 2^-23 to 2^-22 of itself: then n * r, rounded, lies at or above n / d and below the next whole
  * number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20), so no
  * correction is needed (checked for every q of 1 .. 255, the baseline tables' range, and every n
  * below 2^15); the product level * q fits int16. */
-static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table) {
+static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table, int32_t flat) {
     __m128i half[8], quant[8];
     __m128 reciprocal[8][2];
     for (int u = 0; u < 8; ++u) {
@@ -801,6 +844,30 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             __m128i v[8];
             for (int r = 0; r < 8; ++r)
                 v[r] = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(plane + (by + r) * cols + bx)), centre);
+            if (flat >= 0) { /* levels within `flat` of each other: only the DC can survive (flat_range) */
+                __m128i top = v[0], bottom = v[0], sum = v[0];
+                for (int r = 1; r < 8; ++r) {
+                    top = _mm_max_epi16(top, v[r]);
+                    bottom = _mm_min_epi16(bottom, v[r]);
+                    sum = _mm_add_epi16(sum, v[r]); /* 8 levels - 128: within int16 */
+                }
+                top = _mm_max_epi16(top, _mm_shuffle_epi32(top, 0x4E));
+                bottom = _mm_min_epi16(bottom, _mm_shuffle_epi32(bottom, 0x4E));
+                top = _mm_max_epi16(top, _mm_shuffle_epi32(top, 0xB1));
+                bottom = _mm_min_epi16(bottom, _mm_shuffle_epi32(bottom, 0xB1));
+                top = _mm_max_epi16(top, _mm_shufflelo_epi16(top, 0xB1));
+                bottom = _mm_min_epi16(bottom, _mm_shufflelo_epi16(bottom, 0xB1));
+                if ((int16_t)_mm_cvtsi128_si32(top) - (int16_t)_mm_cvtsi128_si32(bottom) <= flat) {
+                    /* the DC: both passes' output 0, (4 x sum + 2) >> 2, is the sum of levels - 128 */
+                    __m128i total = _mm_madd_epi16(sum, _mm_set1_epi16(1));
+                    total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4E));
+                    total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xB1));
+                    const int32_t dc = _mm_cvtsi128_si32(total), q = table[0];
+                    const int32_t value = (((dc < 0 ? -dc : dc) + 4 * q) / (8 * q)) * q;
+                    fill_dc(plane, cols, by, bx, dc < 0 ? -value : value);
+                    continue;
+                }
+            }
             transpose16(v); /* the row pass */
             fdct16(v, 11);
             transpose16(v); /* the column pass */
@@ -824,11 +891,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             const __m128i rest =
                 _mm_or_si128(_mm_or_si128(_mm_and_si128(v[0], _mm_set_epi16(-1, -1, -1, -1, -1, -1, -1, 0)), v[1]), high);
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(rest, _mm_setzero_si128())) == 0xFFFF) {
-                const int32_t dc = (int16_t)_mm_cvtsi128_si32(v[0]);
-                const int32_t column = saturate16((dc * 8192 + 1024) >> 11); /* both passes: 8192 x, descaled */
-                const int32_t level = saturate16((column * 8192 + (1 << 17)) >> 18) + 128;
-                const __m128i fill = _mm_set1_epi16((int16_t)(level < 0 ? 0 : (level > 255 ? 255 : level)));
-                for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
+                fill_dc(plane, cols, by, bx, (int16_t)_mm_cvtsi128_si32(v[0]));
                 continue;
             }
             /* a block whose coefficients left are in its top left 2 x 2 (87% of the benchmark's blocks
@@ -864,9 +927,9 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
         }
     }
 }
-#define CODE_PLANE code_plane16
+#define CODE_PLANE(plane, rows, cols, table, flat) code_plane16(plane, rows, cols, table, flat)
 #else
-#define CODE_PLANE code_plane
+#define CODE_PLANE(plane, rows, cols, table, flat) code_plane(plane, rows, cols, table)
 #endif /* SSE2_LANES */
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
@@ -1371,21 +1434,33 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         p.lines[k] = rows + (4 + k) * span + 8;
         p.upsampled[k] = rows + (6 + k) * span;
     }
+    /* the chroma tables' flat_range (SSE2's code_plane16), by quality index (-2: not yet found):
+     * chroma blocks are mostly smooth (82% of the benchmark's at 224 px, severity 3, fall within
+     * it), luma ones seldom (7%), so only chroma takes the test */
+    int64_t qualities = 1;
+    for (int64_t b = begin; which != NULL && b < end; ++b) qualities = which[b] >= qualities ? which[b] + 1 : qualities;
+    int32_t *flat = malloc((size_t)qualities * sizeof(int32_t));
+    if (flat == NULL) abort();
+    for (int64_t i = 0; i < qualities; ++i) flat[i] = -2;
     for (int64_t b = begin; b < end; ++b) {
         const int64_t q = which == NULL ? 0 : which[b];
+#if SSE2_LANES
+        if (flat[q] == -2) flat[q] = flat_range(chroma + 64 * q);
+#endif
         const float *x = images + b * 3 * h * w;
         float *o = out + b * 3 * h * w;
         jpeg_levels_in(&p, x);
         for (int64_t r = h; r < p.h8; ++r) /* rows past the image repeat its last */
             memcpy(p.luma + r * p.w8, p.luma + (h - 1) * p.w8, (size_t)p.w8 * sizeof(int16_t));
-        CODE_PLANE(p.luma, p.h8, p.w8, luma + 64 * q);
+        CODE_PLANE(p.luma, p.h8, p.w8, luma + 64 * q, -1);
         for (int k = 0; k < 2; ++k) { /* chroma: whole MCU rows */
             for (int64_t i = p.h2; i < p.hc; ++i)
                 memcpy(p.chroma[k] + i * p.w2, p.chroma[k] + (p.h2 - 1) * p.w2, (size_t)p.w2 * sizeof(int16_t));
-            CODE_PLANE(p.chroma[k], p.hc, p.w2, chroma + 64 * q);
+            CODE_PLANE(p.chroma[k], p.hc, p.w2, chroma + 64 * q, flat[q]);
         }
         jpeg_levels_out(&p, o);
     }
+    free(flat);
     free(p.luma);
 }
 
