@@ -935,6 +935,14 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
 
 #if SSE2_LANES
+/* Eight levels x * 255 rounded half to even (cvtps2dq in the default rounding mode, as
+ * nearbyintf), saturated to int16. */
+static inline __m128i raw_levels16(const float *p) {
+    const __m128 scale = _mm_set1_ps(255.0f);
+    return _mm_packs_epi32(_mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p), scale)),
+                           _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p + 4), scale)));
+}
+
 /* Eight levels (x * 255 clamped to [0, 255], rounded half to even by cvtps2dq in the default
  * rounding mode, as nearbyintf) in int16 lanes. */
 static inline __m128i levels16(const float *p) {
@@ -945,6 +953,36 @@ static inline __m128i levels16(const float *p) {
 }
 #endif
 
+#if SSE2_LANES
+/* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's
+ * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)),
+ * so exact. */
+static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int16_t *blue, int16_t *red) {
+    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
+    const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
+    const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
+    const __m128i rg[2] = {_mm_unpacklo_epi16(r, g), _mm_unpackhi_epi16(r, g)};
+    const __m128i bg[2] = {_mm_unpacklo_epi16(b, g), _mm_unpackhi_epi16(b, g)};
+    const __m128i gb[2] = {_mm_unpacklo_epi16(g, b), _mm_unpackhi_epi16(g, b)};
+    const __m128i bb[2] = {_mm_unpacklo_epi16(b, b), _mm_unpackhi_epi16(b, b)};
+    const __m128i rr[2] = {_mm_unpacklo_epi16(r, r), _mm_unpackhi_epi16(r, r)};
+    __m128i sums[3][2];
+    for (int k = 0; k < 2; ++k) {
+        sums[0][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg), _mm_madd_epi16(bg[k], luma_bg)),
+                                   luma_round);
+        sums[1][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), _mm_madd_epi16(bb[k], half)),
+                                   chroma_round);
+        sums[2][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), _mm_madd_epi16(rr[k], half)),
+                                   chroma_round);
+    }
+    int16_t *targets[3] = {luminance, blue, red};
+    for (int k = 0; k < 3; ++k)
+        _mm_storeu_si128((__m128i *)targets[k],
+                         _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16)));
+}
+#endif
+
 /* One row of RGB levels -> YCbCr (jccolor.c): w pixels of float images (levels: x * 255 rounded
  * half to even, clamped) into int16 luma, blue and red chroma. */
 static void ycc_row(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
@@ -952,33 +990,18 @@ static void ycc_row(const float *restrict xr, const float *restrict xg, const fl
     const int32_t offset = (128 << 16) + (1 << 15) - 1;
     int64_t c = 0;
 #if SSE2_LANES
-    /* eight pixels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's pairs of products
-     * (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)), so exact */
-    const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
-    const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
-    const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
+    /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
+     * one outside, again with levels16's clamps (1.03-1.04x) */
+    __m128i outside = _mm_setzero_si128(); /* the levels' bits, OR'd: any past 0xFF, a level outside 0 .. 255 */
     for (; c + 8 <= w; c += 8) {
-        const __m128i r = levels16(xr + c), g = levels16(xg + c), b = levels16(xb + c);
-        const __m128i rg[2] = {_mm_unpacklo_epi16(r, g), _mm_unpackhi_epi16(r, g)};
-        const __m128i bg[2] = {_mm_unpacklo_epi16(b, g), _mm_unpackhi_epi16(b, g)};
-        const __m128i gb[2] = {_mm_unpacklo_epi16(g, b), _mm_unpackhi_epi16(g, b)};
-        const __m128i bb[2] = {_mm_unpacklo_epi16(b, b), _mm_unpackhi_epi16(b, b)};
-        const __m128i rr[2] = {_mm_unpacklo_epi16(r, r), _mm_unpackhi_epi16(r, r)};
-        __m128i sums[3][2];
-        for (int k = 0; k < 2; ++k) {
-            sums[0][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg), _mm_madd_epi16(bg[k], luma_bg)),
-                                       luma_round);
-            sums[1][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), _mm_madd_epi16(bb[k], half)),
-                                       chroma_round);
-            sums[2][k] = _mm_add_epi32(
-                _mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), _mm_madd_epi16(rr[k], half)),
-                chroma_round);
-        }
-        int16_t *targets[3] = {luminance + c, blue + c, red + c};
-        for (int k = 0; k < 3; ++k)
-            _mm_storeu_si128((__m128i *)targets[k],
-                             _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16)));
+        const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
+        outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
+        ycc8(r, g, b, luminance + c, blue + c, red + c);
     }
+    if (_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(outside, _mm_set1_epi16((int16_t)0xFF00)), _mm_setzero_si128())) !=
+        0xFFFF) /* a level outside 0 .. 255 (x beyond [0, 1] or NaN): the row again, clamped */
+        for (c = 0; c + 8 <= w; c += 8)
+            ycc8(levels16(xr + c), levels16(xg + c), levels16(xb + c), luminance + c, blue + c, red + c);
 #else
     /* eight pixels in vectors (see level_lanes), the sums in float32: every product and partial sum
      * is a whole number below 2^24 in magnitude, so exact, and the sums are not negative: their
@@ -1252,14 +1275,6 @@ static inline __m128i weigh16(__m128i sum, const weight16 *weight) {
     const __m128i value = _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(pa, round), 22),
                                           _mm_srai_epi32(_mm_add_epi32(pb, round), 22));
     return _mm_min_epi16(_mm_max_epi16(value, zero), _mm_set1_epi16(255));
-}
-
-/* Eight levels x * 255 rounded half to even (cvtps2dq in the default rounding mode, as
- * nearbyintf), saturated to int16. */
-static inline __m128i raw_levels16(const float *p) {
-    const __m128 scale = _mm_set1_ps(255.0f);
-    return _mm_packs_epi32(_mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p), scale)),
-                           _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(p + 4), scale)));
 }
 
 /* pixelate16 fetches the input rows [r0 + 24, r0 + 32) into the cache while it reads band r0: the
