@@ -810,7 +810,8 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
  * 2^-23 to 2^-22 of itself: then n * r, rounded, lies at or above n / d and below the next whole
  * number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20), so no
  * correction is needed (checked for every q of 1 .. 255, the baseline tables' range, and every n
- * below 2^15); the product level * q fits int16. */
+ * below 2^15); the product level * q fits int16. A block whose levels span no more than `flat`
+ * (flat_range's for this table; -1: no block is tested) is coded as its DC alone. */
 static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table, int32_t flat) {
     __m128i half[8], quant[8];
     __m128 reciprocal[8][2];
