@@ -276,6 +276,13 @@ def test_the_water_kernels_distance_is_opencvs(shape: tuple[int, int]) -> None:
         assert torch.equal(distance, torch.from_numpy(np.minimum(expected, 20.0)))
 
 
+def _basis_signs() -> torch.Tensor:
+    """Where each of the 64 8 x 8 DCT basis functions is positive: bool ``(u, v, y, x)``."""
+    k = torch.arange(8, dtype=torch.float64)
+    basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)  # basis[u, x]
+    return basis[:, None, :, None] * basis[None, :, None, :] > 0
+
+
 @pytest.fixture(scope="module")
 def portable_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
     """The C kernels built with ROBENCH_PORTABLE: the generic paths that machines without SSE2
@@ -309,9 +316,7 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     batches.append(torch.stack([torch.stack([p, 1 - p, p]) for p in patterns]))
     batches.append(torch.stack([torch.full((3, 24, 40), level) for level in (0.0, 1.0, 0.5)]))  # grey: DC alone
     # block (u, v) of a 64 x 64 image: black or white by the sign of DCT basis function (u, v)
-    k = torch.arange(8, dtype=torch.float64)
-    basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)  # basis[u, x]
-    signs = (basis[:, None, :, None] * basis[None, :, None, :] > 0).float()  # (u, v, y, x)
+    signs = _basis_signs().float()  # (u, v, y, x)
     tiles = signs.permute(0, 2, 1, 3).reshape(64, 64)
     batches.append(torch.stack([torch.stack([tiles, 1 - tiles, tiles]), torch.stack([1 - tiles, tiles, 1 - tiles])]))
     batches.append(torch.rand(2, 3, 19, 21, generator=generator) * 1.6 - 0.3)  # levels clamped at both ends
@@ -337,9 +342,7 @@ def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(mo
     equal the torch path on both sides of every bound. Then blocks of one or two levels whose DC
     lies on, or next to, each quality's rounding ties (|DC| = 4q + 8qk). B = 128 + 2k with
     R = G = 128 makes Cb exactly 128 + k, and 2 x 2 equal pixels downsample to it."""
-    k = torch.arange(8, dtype=torch.float64)
-    basis = torch.cos((2 * k[None, :] + 1) * k[:, None] * torch.pi / 16)
-    signs = (basis[:, None, :, None] * basis[None, :, None, :] > 0).long().view(64, 8, 8)  # (pattern, y, x)
+    signs = _basis_signs().long().view(64, 8, 8)  # (pattern, y, x)
     spans = torch.arange(34)[:, None, None, None]
     chroma = 128 - spans // 2 + spans * signs  # (span, pattern, 8, 8): blocks of Cb levels
     qualities = (1, 4, 5, 6, 7, 10, 15, 25, 50, 80, 100)  # largest spans kept: 31, 30, 24, 20, 17, 12, 8, 4, 2, 0, 0

@@ -954,12 +954,15 @@ static inline __m128i levels16(const float *p) {
 }
 #endif
 
+/* jccolor.c's chroma offset and rounding: 128 in 16.16 fixed point, plus one half less one. */
+#define YCC_CHROMA_OFFSET ((128 << 16) + (1 << 15) - 1)
+
 #if SSE2_LANES
 /* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's
  * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)),
  * so exact. */
 static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int16_t *blue, int16_t *red) {
-    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    const int32_t offset = YCC_CHROMA_OFFSET;
     const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
     const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
     const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
@@ -988,7 +991,7 @@ static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int
  * half to even, clamped) into int16 luma, blue and red chroma. */
 static void ycc_row(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
                     int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
-    const int32_t offset = (128 << 16) + (1 << 15) - 1;
+    const int32_t offset = YCC_CHROMA_OFFSET;
     int64_t c = 0;
 #if SSE2_LANES
     /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
