@@ -960,8 +960,8 @@ static inline __m128i levels16(const float *p) {
 #if SSE2_LANES
 /* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's
  * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)),
- * so exact. */
-static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int16_t *blue, int16_t *red) {
+ * so exact. The luma is stored, the chroma returned. */
+static inline void ycc8_lanes(__m128i r, __m128i g, __m128i b, int16_t *luminance, __m128i *blue, __m128i *red) {
     const int32_t offset = YCC_CHROMA_OFFSET;
     const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
     const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
@@ -980,10 +980,19 @@ static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int
         sums[2][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), _mm_madd_epi16(rr[k], half)),
                                    chroma_round);
     }
-    int16_t *targets[3] = {luminance, blue, red};
-    for (int k = 0; k < 3; ++k)
-        _mm_storeu_si128((__m128i *)targets[k],
-                         _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16)));
+    __m128i packed[3];
+    for (int k = 0; k < 3; ++k) packed[k] = _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16));
+    _mm_storeu_si128((__m128i *)luminance, packed[0]);
+    *blue = packed[1];
+    *red = packed[2];
+}
+
+/* ycc8_lanes with the chroma stored too. */
+static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int16_t *blue, int16_t *red) {
+    __m128i cb, cr;
+    ycc8_lanes(r, g, b, luminance, &cb, &cr);
+    _mm_storeu_si128((__m128i *)blue, cb);
+    _mm_storeu_si128((__m128i *)red, cr);
 }
 #endif
 
@@ -1065,6 +1074,37 @@ static void downsample_row(const int16_t *restrict p0, const int16_t *restrict p
         row[j] = (int16_t)((p0[c0] + p1[c0] + p0[c1] + p1[c1] + 1 + (j & 1)) >> 2);
     }
 }
+
+#if SSE2_LANES
+/* ycc_row for row x1 (its red, green and blue) fused with downsample_row from the chroma of the
+ * row above (blue0, red0: ycc_row's) and its own, over its first w / 16 * 16 columns: each 8
+ * columns' chroma added to the row above's in registers and its column pairs by pmaddwd. Writes
+ * the luma row and the first w / 16 * 8 chroma values; returns the columns done, or 0 (nothing to
+ * keep) if a level falls outside 0 .. 255: ycc_row's clamps are then needed. */
+static int64_t ycc_down16(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
+                          const int16_t *restrict blue0, const int16_t *restrict red0, int16_t *restrict luminance,
+                          int16_t *restrict blue, int16_t *restrict red) {
+    const __m128i ones = _mm_set1_epi16(1), bias = _mm_setr_epi32(1, 2, 1, 2); /* jcsample.c's 1, 2, 1, 2 */
+    __m128i outside = _mm_setzero_si128(); /* as ycc_row's */
+    const int64_t whole = w / 16 * 16; /* in 16s: the rest is left to ycc_row's and downsample_row's loops */
+    for (int64_t c = 0; c < whole; c += 8) {
+        const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
+        outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
+        __m128i cb, cr;
+        ycc8_lanes(r, g, b, luminance + c, &cb, &cr);
+        cb = _mm_add_epi16(cb, _mm_loadu_si128((const __m128i *)(blue0 + c)));
+        cr = _mm_add_epi16(cr, _mm_loadu_si128((const __m128i *)(red0 + c)));
+        const __m128i down_b = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(cb, ones), bias), 2);
+        const __m128i down_r = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(cr, ones), bias), 2);
+        _mm_storel_epi64((__m128i *)(blue + c / 2), _mm_packs_epi32(down_b, down_b)); /* 4 values */
+        _mm_storel_epi64((__m128i *)(red + c / 2), _mm_packs_epi32(down_r, down_r));
+    }
+    if (_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(outside, _mm_set1_epi16((int16_t)0xFF00)), _mm_setzero_si128())) !=
+        0xFFFF)
+        return 0;
+    return whole;
+}
+#endif
 
 /* h2v2_fancy_upsample's (jdsample.c) first step for one output row: the column sums 3 near + far
  * of its chroma rows near and far (cw values) into line, valid at [-1, cw] (its own padding beyond:
@@ -1395,15 +1435,26 @@ typedef struct {
 static void jpeg_levels_in(const jpeg_planes *p, const float *x) {
     const int64_t plane = p->h * p->w, w = p->w;
     for (int64_t i = 0; i < p->h2; ++i) {
-        for (int k = 0; k < 2 && 2 * i + k < p->h; ++k) {
-            const int64_t r = 2 * i + k;
+        const int second = 2 * i + 1 < p->h;
+        const int64_t rows[2] = {2 * i, 2 * i + second}; /* an odd h's last row: twice */
+        int64_t done = 0; /* columns of the second row converted and downsampled by ycc_down16 */
+        for (int k = 0; k < 2; ++k) {
+            const int64_t r = rows[k];
             int16_t *luminance = p->luma + r * p->w8;
-            ycc_row(x + r * w, x + plane + r * w, x + 2 * plane + r * w, w, luminance, p->full[0][k], p->full[1][k]);
+            const float *xr = x + r * w, *xg = x + plane + r * w, *xb = x + 2 * plane + r * w;
+#if SSE2_LANES
+            if (k == 1)
+                done = ycc_down16(xr, xg, xb, w, p->full[0][0], p->full[1][0], luminance, p->chroma[0] + i * p->w2,
+                                  p->chroma[1] + i * p->w2);
+#endif
+            const int64_t from = k == 1 ? done : 0;
+            ycc_row(xr + from, xg + from, xb + from, w - from, luminance + from, p->full[0][k] + from,
+                    p->full[1][k] + from);
             for (int64_t c = w; c < p->w8; ++c) luminance[c] = luminance[w - 1]; /* edge replication */
         }
-        const int second = 2 * i + 1 < p->h;
-        for (int k = 0; k < 2; ++k)
-            downsample_row(p->full[k][0], p->full[k][second], w, p->w2, p->chroma[k] + i * p->w2);
+        for (int k = 0; k < 2; ++k) /* done is even: the bias's pattern continues */
+            downsample_row(p->full[k][0] + done, p->full[k][1] + done, w - done, p->w2 - done / 2,
+                           p->chroma[k] + i * p->w2 + done / 2);
     }
 }
 
