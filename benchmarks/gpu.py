@@ -48,7 +48,8 @@ def timed(fn, device: torch.device, repeat: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def distortion_figures(device: torch.device, batch: int, sizes: list[int], repeat: int) -> None:
+def distortion_figures(device: torch.device, batch: int, sizes: list[int], repeat: int,
+                       names: list[str] | None = None) -> None:
     registry = Registry(entry_points=False)
     gen = torch.Generator().manual_seed(0)
     for size in sizes:
@@ -56,7 +57,7 @@ def distortion_figures(device: torch.device, batch: int, sizes: list[int], repea
         on_device = images.to(device)
         seeds = sample_seeds(0, torch.arange(batch))
         severities = torch.arange(batch) % 5 + 1
-        for name in registry.names("distortion"):
+        for name in names or registry.names("distortion"):
             distortion = registry.get("distortion", name)()
             seconds = timed(lambda: distortion(on_device, 3, BatchRNG(seeds.to(device))), device, repeat)
             # a training batch: severities 1-5 mixed (one pass, or one call per severity present)
@@ -311,6 +312,7 @@ def main() -> None:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile figures")
     parser.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation share")
     parser.add_argument("--only", choices=("distortions", "methods"), help="run one part only")
+    parser.add_argument("--distortions", help="comma-separated subset of the distortions; default all")
     parser.add_argument("--methods", help=f"comma-separated subset of {', '.join(METHODS)}, and 'shared' "
                         "(three students on one teacher pass); default all")
     args = parser.parse_args()
@@ -324,7 +326,8 @@ def main() -> None:
         method_figures(device, args.batch, args.steps, args.repeat, models[:1], args.compile, args.evaluate,
                        **methods)
     if args.only != "methods":
-        distortion_figures(device, args.batch, sizes, args.repeat)
+        distortion_figures(device, args.batch, sizes, args.repeat,
+                           args.distortions.split(",") if args.distortions else None)
     if args.only != "distortions":
         method_figures(device, args.batch, args.steps, args.repeat, models[1:], args.compile, args.evaluate,
                        **methods)
