@@ -958,33 +958,29 @@ static inline __m128i levels16(const float *p) {
 #define YCC_CHROMA_OFFSET ((128 << 16) + (1 << 15) - 1)
 
 #if SSE2_LANES
-/* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way: each sum is pmaddwd's
- * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G; 32768 B or R as 16384 (B + B)),
- * so exact. The luma is stored, the chroma returned. */
+/* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way for the luma: pmaddwd's
+ * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G), so exact. Each chroma's
+ * 32768 B (or R) is added after the shift: (S + 2^15 B) >> 16 = ((S >> 15) + B) >> 1 for the rest
+ * S of its sum (whole numbers), one pmaddwd instead of two (the first Zen has one pipe for them).
+ * S >> 15 lies in 1 .. 256 for levels in 0 .. 255. The luma is stored, the chroma returned. */
 static inline void ycc8_lanes(__m128i r, __m128i g, __m128i b, int16_t *luminance, __m128i *blue, __m128i *red) {
     const int32_t offset = YCC_CHROMA_OFFSET;
     const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
-    const __m128i red_gb = pair16(-27439, -5329), half = pair16(16384, 16384);
+    const __m128i red_gb = pair16(-27439, -5329);
     const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
     const __m128i rg[2] = {_mm_unpacklo_epi16(r, g), _mm_unpackhi_epi16(r, g)};
     const __m128i bg[2] = {_mm_unpacklo_epi16(b, g), _mm_unpackhi_epi16(b, g)};
     const __m128i gb[2] = {_mm_unpacklo_epi16(g, b), _mm_unpackhi_epi16(g, b)};
-    const __m128i bb[2] = {_mm_unpacklo_epi16(b, b), _mm_unpackhi_epi16(b, b)};
-    const __m128i rr[2] = {_mm_unpacklo_epi16(r, r), _mm_unpackhi_epi16(r, r)};
     __m128i sums[3][2];
     for (int k = 0; k < 2; ++k) {
-        sums[0][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg), _mm_madd_epi16(bg[k], luma_bg)),
-                                   luma_round);
-        sums[1][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), _mm_madd_epi16(bb[k], half)),
-                                   chroma_round);
-        sums[2][k] = _mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), _mm_madd_epi16(rr[k], half)),
-                                   chroma_round);
+        sums[0][k] = _mm_srai_epi32(_mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg),
+                                                                _mm_madd_epi16(bg[k], luma_bg)), luma_round), 16);
+        sums[1][k] = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), chroma_round), 15);
+        sums[2][k] = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), chroma_round), 15);
     }
-    __m128i packed[3];
-    for (int k = 0; k < 3; ++k) packed[k] = _mm_packs_epi32(_mm_srai_epi32(sums[k][0], 16), _mm_srai_epi32(sums[k][1], 16));
-    _mm_storeu_si128((__m128i *)luminance, packed[0]);
-    *blue = packed[1];
-    *red = packed[2];
+    _mm_storeu_si128((__m128i *)luminance, _mm_packs_epi32(sums[0][0], sums[0][1]));
+    *blue = _mm_srai_epi16(_mm_add_epi16(_mm_packs_epi32(sums[1][0], sums[1][1]), b), 1);
+    *red = _mm_srai_epi16(_mm_add_epi16(_mm_packs_epi32(sums[2][0], sums[2][1]), r), 1);
 }
 
 /* ycc8_lanes with the chroma stored too. */
