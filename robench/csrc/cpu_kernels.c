@@ -832,12 +832,9 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
     /* the 2 x 2 shortcut's pmaddwd pairs (8192, K) for outputs 0 .. 7 of a pass: K is +K[y] for
      * y < 4, -K[7 - y] after */
     const int odd[4] = {F1501 - F0899 + F1175 - F0390, F1175, F1175 - F0390, F1175 - F0899};
-    __m128i corner_k[8], corner_row[2]; /* each output's pair; outputs 0-3 and 4-7 in int32 lanes */
+    __m128i corner_row[2]; /* each output's pair; outputs 0-3 and 4-7 in int32 lanes */
     int32_t lanes[8];
-    for (int y = 0; y < 8; ++y) {
-        lanes[y] = pair_bits(8192, y < 4 ? odd[y] : -odd[7 - y]);
-        corner_k[y] = _mm_set1_epi32(lanes[y]);
-    }
+    for (int y = 0; y < 8; ++y) lanes[y] = pair_bits(8192, y < 4 ? odd[y] : -odd[7 - y]);
     corner_row[0] = _mm_loadu_si128((const __m128i *)lanes);
     corner_row[1] = _mm_loadu_si128((const __m128i *)(lanes + 4));
     for (int64_t by = 0; by < rows; by += 8) {
@@ -904,13 +901,22 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(corner, _mm_setzero_si128())) == 0xFFFF) {
                 const __m128i pairs = _mm_unpacklo_epi16(v[0], v[1]); /* (d0v, d1v) in int32 lane v */
                 const __m128i top = _mm_set1_epi16(255);
+                /* the column pass for all eight rows y at once: w_yv in lane y of columns[v] */
+                __m128i columns[2];
+                for (int c = 0; c < 2; ++c) {
+                    const __m128i pair = _mm_shuffle_epi32(pairs, c == 0 ? 0x00 : 0x55); /* (d0c, d1c) in every lane */
+                    columns[c] = descale16((pair_sums){_mm_madd_epi16(pair, corner_row[0]),
+                                                       _mm_madd_epi16(pair, corner_row[1])}, 11);
+                }
+                const __m128i rows[2] = {_mm_unpacklo_epi16(columns[0], columns[1]),
+                                         _mm_unpackhi_epi16(columns[0], columns[1])}; /* (w_y0, w_y1) in lane y % 4 */
+                const __m128i bias = _mm_set1_epi32((1 << 17) + (128 << 18)); /* descale16's rounding, and + 128 */
                 for (int y = 0; y < 8; ++y) {
-                    const pair_sums column = {_mm_madd_epi16(pairs, corner_k[y]), _mm_setzero_si128()};
-                    const __m128i row = _mm_shuffle_epi32(descale16(column, 11), 0); /* (w_y0, w_y1) in every lane */
-                    const pair_sums sums = {_mm_madd_epi16(row, corner_row[0]), _mm_madd_epi16(row, corner_row[1])};
-                    const __m128i levels = _mm_add_epi16(descale16(sums, 18), centre);
+                    const __m128i row = _mm_shuffle_epi32(rows[y / 4], (y % 4) * 0x55); /* (w_y0, w_y1) in every lane */
+                    const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(row, corner_row[0]), bias), 18);
+                    const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(row, corner_row[1]), bias), 18);
                     _mm_storeu_si128((__m128i *)(plane + (by + y) * cols + bx),
-                                     _mm_min_epi16(_mm_max_epi16(levels, _mm_setzero_si128()), top));
+                                     _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128()), top));
                 }
                 continue;
             }
