@@ -13,13 +13,15 @@
 #include <immintrin.h>
 #endif
 /* jpeg_compression's DCTs and colour conversions, and pixelate's box passes, in SSE2's 16-bit lanes
- * where the machine has them (every x86-64), unless ROBENCH_PORTABLE is defined: then the generic
- * int32 lanes and scalar loops, as on other machines (the tests build both and compare them). */
-#if defined(__SSE2__) && !defined(ROBENCH_PORTABLE)
+ * (with one byte shuffle of SSSE3's) where the machine has them (x86-64 since Intel's Core 2 and
+ * AMD's Bulldozer and Jaguar), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and
+ * scalar loops, as on other machines (the tests build both and compare them). */
+#if defined(__SSE2__) && defined(__SSSE3__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
-#define SSE2_LANES 1
+#include <tmmintrin.h>
+#define SIMD_LANES 1
 #else
-#define SSE2_LANES 0
+#define SIMD_LANES 0
 #endif
 
 #define MIX1 0xBF58476D1CE4E5B9ULL
@@ -380,7 +382,7 @@ static void box_pass8(const int32_t *restrict in, int32_t *restrict out, int64_t
     }
 }
 
-#if SSE2_LANES
+#if SIMD_LANES
 static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs);
 static void pixelate16(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
                        int64_t small_h, int64_t small_w, const int32_t *col_lo, const int32_t *col_hi,
@@ -401,7 +403,7 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
                       const int32_t *col_hi, const int32_t *col_weight, const int32_t *row_lo,
                       const int32_t *row_hi, const int32_t *row_weight, const int32_t *up_row,
                       const int32_t *up_col) {
-#if SSE2_LANES
+#if SIMD_LANES
     if (windows_fit16(col_lo, col_hi, small_w) && windows_fit16(row_lo, row_hi, small_h)) {
         pixelate16(images, out, begin, end, h, w, small_h, small_w, col_lo, col_hi, col_weight, row_lo, row_hi,
                    row_weight, up_row, up_col);
@@ -579,7 +581,7 @@ static inline void idct_lanes(int_lanes8 *v) {
     v[7] = tmp10 - t3;
 }
 
-#if !SSE2_LANES
+#if !SIMD_LANES
 /* Encode and decode a (rows x cols) plane of int16 levels, both multiples of 8, block by block in
  * place with the quantisation table (natural order): FDCT rows then columns, rounding quantisation of
  * |coef| / 8q (half up, sign restored), dequantisation, IDCT columns then rows, + 128, clamped.
@@ -648,7 +650,7 @@ static inline lanes8 level_lanes(lanes8 x) {
     return (clamped + 12582912.0f) - 12582912.0f;
 }
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* code_plane's arithmetic in 16-bit lanes (SSE2), libjpeg-turbo's way: every multiply of its
  * 1-D passes is one of pmaddwd's pairs, a * ca + b * cb summed in int32 from int16 lanes, so a
  * block row takes one SSE register (the int32 lanes take two, and the first Zen splits those
@@ -937,11 +939,11 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
 #define CODE_PLANE(plane, rows, cols, table, flat) code_plane16(plane, rows, cols, table, flat)
 #else
 #define CODE_PLANE(plane, rows, cols, table, flat) code_plane(plane, rows, cols, table)
-#endif /* SSE2_LANES */
+#endif /* SIMD_LANES */
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* Eight levels x * 255 rounded half to even (cvtps2dq in the default rounding mode, as
  * nearbyintf), saturated to int16. */
 static inline __m128i raw_levels16(const float *p) {
@@ -963,7 +965,7 @@ static inline __m128i levels16(const float *p) {
 /* jccolor.c's chroma offset and rounding: 128 in 16.16 fixed point, plus one half less one. */
 #define YCC_CHROMA_OFFSET ((128 << 16) + (1 << 15) - 1)
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way for the luma: pmaddwd's
  * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G), so exact. Each chroma's
  * 32768 B (or R) is added after the shift: (S + 2^15 B) >> 16 = ((S >> 15) + B) >> 1 for the rest
@@ -1004,7 +1006,7 @@ static void ycc_row(const float *restrict xr, const float *restrict xg, const fl
                     int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
     const int32_t offset = YCC_CHROMA_OFFSET;
     int64_t c = 0;
-#if SSE2_LANES
+#if SIMD_LANES
     /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
      * one outside, again with levels16's clamps (1.03-1.04x) */
     __m128i outside = _mm_setzero_si128(); /* the levels' bits, OR'd: any past 0xFF, a level outside 0 .. 255 */
@@ -1077,7 +1079,7 @@ static void downsample_row(const int16_t *restrict p0, const int16_t *restrict p
     }
 }
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* ycc_row for row x1 (its red, green and blue) fused with downsample_row from the chroma of the
  * row above (blue0, red0: ycc_row's) and its own, over its first w / 16 * 16 columns: each 8
  * columns' chroma added to the row above's in registers and its column pairs by pmaddwd. Writes
@@ -1144,14 +1146,22 @@ static void upsample_row(const int16_t *restrict near, const int16_t *restrict f
     }
 }
 
-#if SSE2_LANES
-/* Eight int16 levels + their chroma terms, clamped to 0 .. 255 and / 255, into out[0 .. 8). */
-static inline void put_levels(float *out, __m128i luminance, __m128i term) {
-    const __m128i level = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(luminance, term), _mm_setzero_si128()),
-                                        _mm_set1_epi16(255));
+#if SIMD_LANES
+/* Eight pixels' int16 luma + each channel's chroma term, clamped to 0 .. 255 and / 255, into
+ * [0 .. 8) of the three rows: the sums clamped by packuswb, two channels to a register, each four
+ * levels' bytes moved to the low bytes of int32 lanes by one pshufb (SSSE3). */
+static inline void put_rgb(float *red_out, float *green_out, float *blue_out, __m128i luminance, __m128i red_term,
+                           __m128i green_term, __m128i blue_term) {
+    const __m128i rg = _mm_packus_epi16(_mm_add_epi16(luminance, red_term), _mm_add_epi16(luminance, green_term));
+    const __m128i blue = _mm_add_epi16(luminance, blue_term), bb = _mm_packus_epi16(blue, blue);
     const __m128 top = _mm_set1_ps(255.0f);
-    _mm_storeu_ps(out, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(level, _mm_setzero_si128())), top));
-    _mm_storeu_ps(out + 4, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(level, _mm_setzero_si128())), top));
+    const __m128i spread[4] = {_mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
+                               _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
+                               _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
+                               _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
+    float *outs[6] = {red_out, red_out + 4, green_out, green_out + 4, blue_out, blue_out + 4};
+    for (int k = 0; k < 6; ++k)
+        _mm_storeu_ps(outs[k], _mm_div_ps(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), top));
 }
 #endif
 
@@ -1170,7 +1180,7 @@ static inline void rgb_pixel(int32_t y, int32_t cb, int32_t cr, int64_t c, float
     blue_out[c] = (float)vb / 255.0f;
 }
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* rgb_pixel for eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
  * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1 (checked
  * for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y. */
@@ -1187,9 +1197,7 @@ static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_o
     const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
     const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
     const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
-    put_levels(red_out, y, red_term);
-    put_levels(green_out, y, green_term);
-    put_levels(blue_out, y, blue_term);
+    put_rgb(red_out, green_out, blue_out, y, red_term, green_term, blue_term);
 }
 #endif
 
@@ -1197,7 +1205,7 @@ static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_o
 static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict blue_up, const int16_t *restrict red_up,
                     int64_t w, float *restrict red_out, float *restrict green_out, float *restrict blue_out) {
     int64_t c = 0;
-#if SSE2_LANES
+#if SIMD_LANES
     for (; c + 8 <= w; c += 8)
         rgb8(_mm_loadu_si128((const __m128i *)(luminance + c)), _mm_loadu_si128((const __m128i *)(blue_up + c)),
              _mm_loadu_si128((const __m128i *)(red_up + c)), red_out + c, green_out + c, blue_out + c);
@@ -1205,7 +1213,7 @@ static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict b
     for (; c < w; ++c) rgb_pixel(luminance[c], blue_up[c], red_up[c], c, red_out, green_out, blue_out);
 }
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* rgb_row with the chroma upsampled on the way (upsample_row's second step, fancy_at), from the
  * column sums of each chroma row ([-1, cw] valid, see column_sums): sixteen pixels take eight
  * sums and their neighbours, and no upsampled row is stored and read back. */
@@ -1238,7 +1246,7 @@ static void rgb_row_fancy(const int16_t *restrict luminance, const int16_t *rest
 }
 #endif
 
-#if SSE2_LANES
+#if SIMD_LANES
 /* Whether every window of a box pass (its outputs' taps [lo, hi)) is at most 64 wide: then sums of
  * levels in [-510, 510] (values in [-2, 2]) fit int16, for pixelate16. */
 static int windows_fit16(const int32_t *lo, const int32_t *hi, int64_t outputs) {
@@ -1444,7 +1452,7 @@ static void jpeg_levels_in(const jpeg_planes *p, const float *x) {
             const int64_t r = rows[k];
             int16_t *luminance = p->luma + r * p->w8;
             const float *xr = x + r * w, *xg = x + plane + r * w, *xb = x + 2 * plane + r * w;
-#if SSE2_LANES
+#if SIMD_LANES
             if (k == 1)
                 done = ycc_down16(xr, xg, xb, w, p->full[0][0], p->full[1][0], luminance, p->chroma[0] + i * p->w2,
                                   p->chroma[1] + i * p->w2);
@@ -1466,7 +1474,7 @@ static void jpeg_levels_out(const jpeg_planes *p, float *o) {
     for (int64_t r = 0; r < p->h; ++r) {
         const int64_t near = r / 2, far = clamp_index(r % 2 ? near + 1 : near - 1, p->ch);
         float *red = o + r * w, *green = o + plane + r * w, *blue = o + 2 * plane + r * w;
-#if SSE2_LANES
+#if SIMD_LANES
         if (p->cw > 2) {
             for (int k = 0; k < 2; ++k) column_sums(p->chroma[k] + near * w2, p->chroma[k] + far * w2, p->cw, p->lines[k]);
             rgb_row_fancy(p->luma + r * p->w8, p->lines[0], p->lines[1], w, red, green, blue);
@@ -1516,7 +1524,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
     for (int64_t i = 0; i < qualities; ++i) flat[i] = -2;
     for (int64_t b = begin; b < end; ++b) {
         const int64_t q = which == NULL ? 0 : which[b];
-#if SSE2_LANES
+#if SIMD_LANES
         if (flat[q] == -2) flat[q] = flat_range(chroma + 64 * q);
 #endif
         const float *x = images + b * 3 * h * w;
