@@ -1181,19 +1181,18 @@ static inline void rgb_pixel(int32_t y, int32_t cb, int32_t cr, int64_t c, float
 }
 
 #if SIMD_LANES
-/* rgb_pixel for eight pixels in 16-bit lanes, jdcolext-sse2's way: 91881 x = 2^16 x + 26345 x and
- * 116130 x = 2^17 x - 14942 x, the rest's (n + 2^15) >> 16 being ((2x pmulhw k) + 1) >> 1 (checked
- * for every x of -128 .. 127); green's sum is pmaddwd's, -46802 y as 18734 y - 2^16 y. */
+/* rgb_pixel for eight pixels in 16-bit lanes: red's and blue's terms (K x + 2^15) >> 16, K = 91881
+ * and 116130, are x + ((k x + 2^14) >> 15), SSSE3's pmulhrsw, with k = (K - 2^16) / 2 (26345 / 2
+ * rounded up: 13173; 25297), checked for every x of -128 .. 127; green's sum is pmaddwd's (as in
+ * jdcolext-sse2), -46802 y as 18734 y - 2^16 y. */
 static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_out, float *green_out,
                         float *blue_out) {
-    const __m128i centre = _mm_set1_epi16(128), one = _mm_set1_epi16(1);
-    const __m128i red_k = _mm_set1_epi16(26345), blue_k = _mm_set1_epi16(-14942);
+    const __m128i centre = _mm_set1_epi16(128);
+    const __m128i red_k = _mm_set1_epi16(13173), blue_k = _mm_set1_epi16(25297);
     const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
     const __m128i blue = _mm_sub_epi16(blue_up, centre), red = _mm_sub_epi16(red_up, centre);
-    const __m128i blue2 = _mm_add_epi16(blue, blue), red2 = _mm_add_epi16(red, red);
-    const __m128i red_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(red2, red_k), one), 1);
-    const __m128i blue_rest = _mm_srai_epi16(_mm_add_epi16(_mm_mulhi_epi16(blue2, blue_k), one), 1);
-    const __m128i red_term = _mm_add_epi16(red, red_rest), blue_term = _mm_add_epi16(blue2, blue_rest);
+    const __m128i red_term = _mm_add_epi16(red, _mm_mulhrs_epi16(red, red_k));
+    const __m128i blue_term = _mm_add_epi16(blue, _mm_mulhrs_epi16(blue, blue_k));
     const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
     const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
     const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
