@@ -1000,17 +1000,31 @@ static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int
 }
 #endif
 
+#if SIMD_LANES
+/* A hint to fetch the line at each plane's p + ahead (the next row's, while this one is converted):
+ * the hardware's prefetcher alone left the conversion in waiting for its input (1.02-1.03x at
+ * 224 px). Never faults. */
+static inline void fetch_ahead(const float *xr, const float *xg, const float *xb, int64_t ahead) {
+    _mm_prefetch((const char *)(xr + ahead), _MM_HINT_T0);
+    _mm_prefetch((const char *)(xg + ahead), _MM_HINT_T0);
+    _mm_prefetch((const char *)(xb + ahead), _MM_HINT_T0);
+}
+#endif
+
 /* One row of RGB levels -> YCbCr (jccolor.c): w pixels of float images (levels: x * 255 rounded
- * half to even, clamped) into int16 luma, blue and red chroma. */
+ * half to even, clamped) into int16 luma, blue and red chroma; the SIMD path fetches the input
+ * `ahead` floats on (fetch_ahead). */
 static void ycc_row(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
-                    int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
+                    int64_t ahead, int16_t *restrict luminance, int16_t *restrict blue, int16_t *restrict red) {
     const int32_t offset = YCC_CHROMA_OFFSET;
     int64_t c = 0;
+    (void)ahead; /* the SIMD path's */
 #if SIMD_LANES
     /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
      * one outside, again with levels16's clamps (1.03-1.04x) */
     __m128i outside = _mm_setzero_si128(); /* the levels' bits, OR'd: any past 0xFF, a level outside 0 .. 255 */
     for (; c + 8 <= w; c += 8) {
+        if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* a 64-byte line each 16 floats */
         const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
         outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
         ycc8(r, g, b, luminance + c, blue + c, red + c);
@@ -1092,6 +1106,7 @@ static int64_t ycc_down16(const float *restrict xr, const float *restrict xg, co
     __m128i outside = _mm_setzero_si128(); /* as ycc_row's */
     const int64_t whole = w / 16 * 16; /* in 16s: the rest is left to ycc_row's and downsample_row's loops */
     for (int64_t c = 0; c < whole; c += 8) {
+        if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, w); /* the next row's */
         const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
         outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
         __m128i cb, cr;
@@ -1457,7 +1472,7 @@ static void jpeg_levels_in(const jpeg_planes *p, const float *x) {
                                   p->chroma[1] + i * p->w2);
 #endif
             const int64_t from = k == 1 ? done : 0;
-            ycc_row(xr + from, xg + from, xb + from, w - from, luminance + from, p->full[0][k] + from,
+            ycc_row(xr + from, xg + from, xb + from, w - from, w, luminance + from, p->full[0][k] + from,
                     p->full[1][k] + from);
             for (int64_t c = w; c < p->w8; ++c) luminance[c] = luminance[w - 1]; /* edge replication */
         }
