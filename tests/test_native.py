@@ -302,9 +302,9 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; the
     largest coefficients the transforms meet (black, white, one-pixel checkerboards and stripes in
     every channel, and each of the 64 DCT basis functions' sign pattern at full contrast: the
-    16-bit lanes of the SSE2 build must hold them as libjpeg's INT32 does); values beyond [0, 1];
+    16-bit lanes of the SIMD build must hold them as libjpeg's INT32 does); values beyond [0, 1];
     and values halfway between two levels (rounded half to even); black, white and grey images,
-    whose blocks keep their DC alone (the SSE2 build's shortcut, clamped at both ends at coarse
+    whose blocks keep their DC alone (the SIMD build's shortcut, clamped at both ends at coarse
     qualities). Both builds: the SSE2 DCTs and the generic int32 ones."""
     if build == "portable":
         monkeypatch.setattr(native, "LIBRARY", portable_library)
@@ -337,7 +337,7 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
 def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(monkeypatch) -> None:
     """Chroma blocks whose levels span 0 .. 33, each in the sign pattern of one of the 64 DCT basis
     functions (the pattern that drives that coefficient hardest for its span), at qualities whose
-    largest span kept as DC alone runs from 31 down to 0: the SSE2 build codes a chroma block that
+    largest span kept as DC alone runs from 31 down to 0: the SIMD build codes a chroma block that
     spans no more than its bound allows (flat_range) as its DC alone, without the DCTs, and must
     equal the torch path on both sides of every bound. Then blocks of one or two levels whose DC
     lies on, or next to, each quality's rounding ties (|DC| = 4q + 8qk). B = 128 + 2k with
@@ -370,7 +370,7 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
     """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
     and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
     and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp). Its
-    windows are all within 64 pixels, the SSE2 build's int16 path (the next test takes wider
+    windows are all within 64 pixels, the SIMD build's int16 path (the next test takes wider
     ones). Both builds."""
     if build == "portable":
         monkeypatch.setattr(native, "LIBRARY", portable_library)
@@ -388,7 +388,7 @@ def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
 
 @needs_compiler
 def test_the_pixelate_kernel_equals_the_torch_path_with_windows_past_64(monkeypatch) -> None:
-    """Box windows wider than 64 pixels (factors below the tables'): the SSE2 build's int16 sums
+    """Box windows wider than 64 pixels (factors below the tables'): the SIMD build's int16 sums
     could overflow there, so it takes its int32 path; both must equal the torch path."""
     monkeypatch.setattr(digital, "_PIXELATE", {name: (0.01, 0.02, 0.3, 0.4, 0.5) for name in digital._PIXELATE})
     images = torch.rand(2, 3, 150, 131, generator=torch.Generator().manual_seed(4)) * 0.3 + 0.9  # sums past 2^15

@@ -962,9 +962,7 @@ static inline __m128i levels16(const float *p) {
     const __m128 b = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_loadu_ps(p + 4), top), zero), top);
     return _mm_packs_epi32(_mm_cvtps_epi32(a), _mm_cvtps_epi32(b));
 }
-#endif
 
-#if SIMD_LANES
 /* Whether any of the int16 levels OR'd into `bits` lies outside 0 .. 255 (has a bit past 0xFF). */
 static inline int outside_levels(__m128i bits) {
     return _mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(bits, _mm_set1_epi16((int16_t)0xFF00)), _mm_setzero_si128())) !=
@@ -1008,9 +1006,7 @@ static inline void ycc8(__m128i r, __m128i g, __m128i b, int16_t *luminance, int
     _mm_storeu_si128((__m128i *)blue, cb);
     _mm_storeu_si128((__m128i *)red, cr);
 }
-#endif
 
-#if SIMD_LANES
 /* A hint to fetch the line at each plane's p + ahead (the next row's, while this one is converted):
  * the hardware's prefetcher alone left the conversion in waiting for its input (1.01-1.03x at
  * 224 px, two threads). Never faults. */
@@ -1534,7 +1530,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         p.lines[k] = rows + (4 + k) * span + 8;
         p.upsampled[k] = rows + (6 + k) * span;
     }
-    /* the chroma tables' flat_range (SSE2's code_plane16), by quality index (-2: not yet found):
+    /* the chroma tables' flat_range (the SIMD path's code_plane16), by quality index (-2: not yet found):
      * chroma blocks are mostly smooth (82% of the benchmark's at 224 px, severity 3, fall within
      * it), luma ones seldom (7%), so only chroma takes the test */
     int64_t qualities = 1;
