@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -293,10 +294,43 @@ def portable_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeL
     return library
 
 
+@pytest.fixture(scope="module")
+def without_fma_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
+    """The C kernels built with -mno-fma: the SIMD build of x86-64 machines without FMA (before
+    Intel's Haswell and AMD's Piledriver), whose conversion out divides every vector by 255."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("-mno-fma is an x86 option")
+    compiler = f"{os.environ.get('CC') or 'cc'} -mno-fma"
+    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("without_fma"), compiler=compiler)
+    assert library.load() is not None
+    return library
+
+
+def _use_build(monkeypatch, request: pytest.FixtureRequest, build: str) -> None:
+    """The C kernels of ``build``: "native" (this machine's), "portable" or "without_fma" (the
+    fixtures of those names)."""
+    if build != "native":
+        monkeypatch.setattr(native, "LIBRARY", request.getfixturevalue(f"{build}_library"))
+
+
 @needs_compiler
-@pytest.mark.parametrize("build", ["native", "portable"])
+@pytest.mark.parametrize("build", ["native", "portable", "without_fma"])
+def test_the_jpeg_kernel_decodes_every_grey_level_to_itself_at_quality_100(monkeypatch, request, build: str) -> None:
+    """A 16 x 16 MCU of each grey level k of 0 .. 255 is coded losslessly at quality 100 (its DC
+    alone, quantiser 1; chroma 128), so it decodes to k / 255 in every channel and column. The
+    conversion out's k / 255 (divps, or on machines with FMA a fused product-sum for one vector in
+    six) must round as torch's division does for every level, in every lane."""
+    _use_build(monkeypatch, request, build)
+    levels = torch.arange(256, dtype=torch.float32) / 255
+    image = levels.repeat_interleave(16).expand(3, 16, 256 * 16)[None].contiguous()
+    compiled, plain = _both_paths(monkeypatch, lambda: [jpeg_roundtrip(image, 100)])
+    assert torch.equal(compiled[0], image) and torch.equal(plain[0], image)
+
+
+@needs_compiler
+@pytest.mark.parametrize("build", ["native", "portable", "without_fma"])
 def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
-    monkeypatch, portable_library: native.NativeLibrary, build: str
+    monkeypatch, request, build: str
 ) -> None:
     """Sizes with every remainder that matters: partial 8x8 blocks and 16x16 MCUs, odd heights
     and widths, chroma planes 1 or 2 wide (replicated, not filtered); qualities at both ends; the
@@ -305,9 +339,8 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     16-bit lanes of the SIMD build must hold them as libjpeg's INT32 does); values beyond [0, 1];
     and values halfway between two levels (rounded half to even); black, white and grey images,
     whose blocks keep their DC alone (the SIMD build's shortcut, clamped at both ends at coarse
-    qualities). Both builds: the SSE2 DCTs and the generic int32 ones."""
-    if build == "portable":
-        monkeypatch.setattr(native, "LIBRARY", portable_library)
+    qualities). Every build: the SIMD DCTs (with FMA and without) and the generic int32 ones."""
+    _use_build(monkeypatch, request, build)
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
     generator = torch.Generator().manual_seed(0)
     batches = [torch.rand(3, 3, h, w, generator=generator) for h, w in sizes]

@@ -13,9 +13,11 @@
 #include <immintrin.h>
 #endif
 /* jpeg_compression's DCTs and colour conversions, and pixelate's box passes, in SSE2's 16-bit lanes
- * (with one byte shuffle of SSSE3's) where the machine has them (x86-64 since Intel's Core 2 and
+ * (with a few of SSSE3's instructions) where the machine has them (x86-64 since Intel's Core 2 and
  * AMD's Bulldozer and Jaguar), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and
- * scalar loops, as on other machines (the tests build both and compare them). */
+ * scalar loops, as on other machines. Where it also has FMA, jpeg's conversion out takes one fused
+ * product-sum (levels_over_255). The tests build all three (portable, SIMD with FMA and without)
+ * and compare them. */
 #if defined(__SSE2__) && defined(__SSSE3__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
 #include <tmmintrin.h>
@@ -874,16 +876,14 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             fdct16(v, 11);
             transpose16(v); /* the column pass */
             fdct16(v, 15);
-            for (int u = 0; u < 8; ++u) { /* sign * floor((|c| + 4q) / 8q) * q */
-                const __m128i sign = _mm_srai_epi16(v[u], 15);
-                const __m128i dividend = _mm_add_epi16(_mm_sub_epi16(_mm_xor_si128(v[u], sign), sign), half[u]);
+            for (int u = 0; u < 8; ++u) { /* sign * floor((|c| + 4q) / 8q) * q: SSSE3's pabsw, then psignw */
+                const __m128i dividend = _mm_add_epi16(_mm_abs_epi16(v[u]), half[u]);
                 const __m128i zero = _mm_setzero_si128();
                 const __m128i lo = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(dividend, zero)),
                                                                reciprocal[u][0]));
                 const __m128i hi = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(dividend, zero)),
                                                                reciprocal[u][1]));
-                const __m128i value = _mm_mullo_epi16(_mm_packs_epi32(lo, hi), quant[u]);
-                v[u] = _mm_sub_epi16(_mm_xor_si128(value, sign), sign);
+                v[u] = _mm_sign_epi16(_mm_mullo_epi16(_mm_packs_epi32(lo, hi), quant[u]), v[u]); /* 0 stays 0 */
             }
             /* a block whose only coefficient left is its DC (47% of the benchmark's blocks at 224 px,
              * severity 3): every pixel the same, the inverse passes' arithmetic on that one value (as
@@ -1164,6 +1164,19 @@ static void upsample_row(const int16_t *restrict near, const int16_t *restrict f
 }
 
 #if SIMD_LANES
+/* Four levels k (whole floats, 0 .. 255) / 255, as divps rounds it, for put_rgb. Where the machine
+ * has FMA: k hi + k lo in one fused product-sum (hi = 1 / 255 rounded to float, lo the rest, rounded),
+ * which rounds as k / 255 does for every k of 0 .. 255 (checked exactly; the tests decode all 256
+ * grey levels). put_rgb takes it for one of its six vectors: the first Zen's divider, one divps
+ * each 4.6 cycles, bounded the conversion out, and FMA's pipes are busy too (all six: no gain). */
+static inline __m128 levels_over_255(__m128 k, int fused) {
+#if defined(__FMA__)
+    if (fused) return _mm_fmadd_ps(k, _mm_set1_ps(0x1.010102p-8f), _mm_mul_ps(k, _mm_set1_ps(-0x1.fdfdfep-33f)));
+#endif
+    (void)fused;
+    return _mm_div_ps(k, _mm_set1_ps(255.0f));
+}
+
 /* Eight pixels' int16 luma + each channel's chroma term, clamped to 0 .. 255 and / 255, into
  * [0 .. 8) of the three rows: the sums clamped by packuswb, two channels to a register, each four
  * levels' bytes moved to the low bytes of int32 lanes by one pshufb (SSSE3). */
@@ -1171,14 +1184,13 @@ static inline void put_rgb(float *red_out, float *green_out, float *blue_out, __
                            __m128i green_term, __m128i blue_term) {
     const __m128i rg = _mm_packus_epi16(_mm_add_epi16(luminance, red_term), _mm_add_epi16(luminance, green_term));
     const __m128i blue = _mm_add_epi16(luminance, blue_term), bb = _mm_packus_epi16(blue, blue);
-    const __m128 top = _mm_set1_ps(255.0f);
     const __m128i spread[4] = {_mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
                                _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
                                _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
                                _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
     float *outs[6] = {red_out, red_out + 4, green_out, green_out + 4, blue_out, blue_out + 4};
     for (int k = 0; k < 6; ++k)
-        _mm_storeu_ps(outs[k], _mm_div_ps(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), top));
+        _mm_storeu_ps(outs[k], levels_over_255(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), k == 0));
 }
 #endif
 
