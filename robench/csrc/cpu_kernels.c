@@ -1029,11 +1029,19 @@ static void ycc_row(const float *restrict xr, const float *restrict xg, const fl
     /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
      * one outside, again with levels16's clamps (1.03-1.04x) */
     __m128i outside = _mm_setzero_si128(); /* the levels' bits, OR'd: any past 0xFF, a level outside 0 .. 255 */
-    for (; c + 8 <= w; c += 8) {
-        if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* a 64-byte line each 16 floats */
-        const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
+    if (w >= 8) { /* each 8 pixels' levels read a step before their colour transform (see ycc_down16) */
+        __m128i r = raw_levels16(xr), g = raw_levels16(xg), b = raw_levels16(xb);
+        for (; c + 16 <= w; c += 8) {
+            if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* a 64-byte line each 16 floats */
+            const __m128i rn = raw_levels16(xr + c + 8), gn = raw_levels16(xg + c + 8), bn = raw_levels16(xb + c + 8);
+            outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
+            ycc8(r, g, b, luminance + c, blue + c, red + c);
+            r = rn; g = gn; b = bn;
+        }
+        if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* the last 8 */
         outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
         ycc8(r, g, b, luminance + c, blue + c, red + c);
+        c += 8;
     }
     if (outside_levels(outside)) /* a level outside 0 .. 255 (x beyond [0, 1] or NaN): the row again, clamped */
         for (c = 0; c + 8 <= w; c += 8)
@@ -1103,16 +1111,22 @@ static void downsample_row(const int16_t *restrict p0, const int16_t *restrict p
  * row above (blue0, red0: ycc_row's) and its own, over its first w / 16 * 16 columns: each 8
  * columns' chroma added to the row above's in registers and its column pairs by pmaddwd. Writes
  * the luma row and the first w / 16 * 8 chroma values; returns the columns done, or 0 (nothing to
- * keep) if a level falls outside 0 .. 255: ycc_row's clamps are then needed. */
+ * keep) if a level falls outside 0 .. 255: ycc_row's clamps are then needed. Software-pipelined,
+ * as ycc_row: each 8 columns' levels (load, x * 255, cvtps2dq, pack) are made a step before their
+ * colour transform. The first Zen's FP scheduler holds about one step's operations, so the
+ * transform's chain, waiting on its own levels, had left it idle (1.11x in the conversion in). */
 static int64_t ycc_down16(const float *restrict xr, const float *restrict xg, const float *restrict xb, int64_t w,
                           const int16_t *restrict blue0, const int16_t *restrict red0, int16_t *restrict luminance,
                           int16_t *restrict blue, int16_t *restrict red) {
     const __m128i ones = _mm_set1_epi16(1), bias = _mm_setr_epi32(1, 2, 1, 2); /* jcsample.c's 1, 2, 1, 2 */
     __m128i outside = _mm_setzero_si128(); /* as ycc_row's */
     const int64_t whole = w / 16 * 16; /* in 16s: the rest is left to ycc_row's and downsample_row's loops */
+    if (whole == 0) return 0;
+    __m128i r = raw_levels16(xr), g = raw_levels16(xg), b = raw_levels16(xb);
     for (int64_t c = 0; c < whole; c += 8) {
         if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, w); /* the next row's */
-        const __m128i r = raw_levels16(xr + c), g = raw_levels16(xg + c), b = raw_levels16(xb + c);
+        const int64_t next = c + 8 < whole ? c + 8 : c; /* the last time: its own again, unused */
+        const __m128i rn = raw_levels16(xr + next), gn = raw_levels16(xg + next), bn = raw_levels16(xb + next);
         outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
         __m128i cb, cr;
         ycc8_lanes(r, g, b, luminance + c, &cb, &cr);
@@ -1122,6 +1136,7 @@ static int64_t ycc_down16(const float *restrict xr, const float *restrict xg, co
         const __m128i down_r = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(cr, ones), bias), 2);
         _mm_storel_epi64((__m128i *)(blue + c / 2), _mm_packs_epi32(down_b, down_b)); /* 4 values */
         _mm_storel_epi64((__m128i *)(red + c / 2), _mm_packs_epi32(down_r, down_r));
+        r = rn; g = gn; b = bn;
     }
     return outside_levels(outside) ? 0 : whole;
 }
@@ -1164,11 +1179,12 @@ static void upsample_row(const int16_t *restrict near, const int16_t *restrict f
 }
 
 #if SIMD_LANES
-/* Four levels k (whole floats, 0 .. 255) / 255, as divps rounds it, for put_rgb. Where the machine
- * has FMA: k hi + k lo in one fused product-sum (hi = 1 / 255 rounded to float, lo the rest, rounded),
- * which rounds as k / 255 does for every k of 0 .. 255 (checked exactly; the tests decode all 256
- * grey levels). put_rgb takes it for one of its six vectors: the first Zen's divider, one divps
- * each 4.6 cycles, bounded the conversion out, and FMA's pipes are busy too (all six: no gain). */
+/* Four levels k (whole floats, 0 .. 255) / 255, as divps rounds it, for store_rgb8. Where the
+ * machine has FMA (and `fused`): k hi + k lo in one fused product-sum (hi = 1 / 255 rounded to
+ * float, lo the rest, rounded), which rounds as k / 255 does for every k of 0 .. 255 (checked
+ * exactly; the tests decode all 256 grey levels). store_rgb8 takes it for two of its six vectors:
+ * the first Zen's divider, one divps each 4.6 cycles, bounded the conversion out, and the FMA
+ * pipes are busy too (all six: no gain). */
 static inline __m128 levels_over_255(__m128 k, int fused) {
 #if defined(__FMA__)
     if (fused) return _mm_fmadd_ps(k, _mm_set1_ps(0x1.010102p-8f), _mm_mul_ps(k, _mm_set1_ps(-0x1.fdfdfep-33f)));
@@ -1177,20 +1193,18 @@ static inline __m128 levels_over_255(__m128 k, int fused) {
     return _mm_div_ps(k, _mm_set1_ps(255.0f));
 }
 
-/* Eight pixels' int16 luma + each channel's chroma term, clamped to 0 .. 255 and / 255, into
- * [0 .. 8) of the three rows: the sums clamped by packuswb, two channels to a register, each four
- * levels' bytes moved to the low bytes of int32 lanes by one pshufb (SSSE3). */
-static inline void put_rgb(float *red_out, float *green_out, float *blue_out, __m128i luminance, __m128i red_term,
-                           __m128i green_term, __m128i blue_term) {
-    const __m128i rg = _mm_packus_epi16(_mm_add_epi16(luminance, red_term), _mm_add_epi16(luminance, green_term));
-    const __m128i blue = _mm_add_epi16(luminance, blue_term), bb = _mm_packus_epi16(blue, blue);
+/* Eight pixels' levels / 255 (rgb_levels8's bytes: red's and green's in rg, blue's in bb's low
+ * half) into [0 .. 8) of the three rows: each four levels' bytes moved to the low bytes of int32
+ * lanes by one pshufb (SSSE3). */
+static inline void store_rgb8(float *red_out, float *green_out, float *blue_out, __m128i rg, __m128i bb) {
     const __m128i spread[4] = {_mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
                                _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
                                _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
                                _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
     float *outs[6] = {red_out, red_out + 4, green_out, green_out + 4, blue_out, blue_out + 4};
     for (int k = 0; k < 6; ++k)
-        _mm_storeu_ps(outs[k], levels_over_255(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), k == 0));
+        _mm_storeu_ps(outs[k],
+                      levels_over_255(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), k < 2));
 }
 #endif
 
@@ -1210,12 +1224,12 @@ static inline void rgb_pixel(int32_t y, int32_t cb, int32_t cr, int64_t c, float
 }
 
 #if SIMD_LANES
-/* rgb_pixel for eight pixels in 16-bit lanes: red's and blue's terms (K x + 2^15) >> 16, K = 91881
- * and 116130, are x + ((k x + 2^14) >> 15), SSSE3's pmulhrsw, with k = (K - 2^16) / 2 (26345 / 2
- * rounded up: 13173; 25297), checked for every x of -128 .. 127; green's sum is pmaddwd's (as in
- * jdcolext-sse2), -46802 y as 18734 y - 2^16 y. */
-static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_out, float *green_out,
-                        float *blue_out) {
+/* rgb_pixel's levels for eight pixels in 16-bit lanes, clamped to 0 .. 255 by packuswb: red's and
+ * green's bytes in rg, blue's in both halves of bb. Red's and blue's terms (K x + 2^15) >> 16,
+ * K = 91881 and 116130, are x + ((k x + 2^14) >> 15), SSSE3's pmulhrsw, with k = (K - 2^16) / 2
+ * (26345 / 2 rounded up: 13173; 25297), checked for every x of -128 .. 127; green's sum is
+ * pmaddwd's (as in jdcolext-sse2), -46802 y as 18734 y - 2^16 y. */
+static inline void rgb_levels8(__m128i y, __m128i blue_up, __m128i red_up, __m128i *rg, __m128i *bb) {
     const __m128i centre = _mm_set1_epi16(128);
     const __m128i red_k = _mm_set1_epi16(13173), blue_k = _mm_set1_epi16(25297);
     const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
@@ -1225,7 +1239,17 @@ static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_o
     const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
     const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpackhi_epi16(blue, red), green_k), round), 16);
     const __m128i green_term = _mm_sub_epi16(_mm_packs_epi32(lo, hi), red);
-    put_rgb(red_out, green_out, blue_out, y, red_term, green_term, blue_term);
+    *rg = _mm_packus_epi16(_mm_add_epi16(y, red_term), _mm_add_epi16(y, green_term));
+    const __m128i b = _mm_add_epi16(y, blue_term);
+    *bb = _mm_packus_epi16(b, b);
+}
+
+/* rgb_pixel for eight pixels: rgb_levels8, then store_rgb8. */
+static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_out, float *green_out,
+                        float *blue_out) {
+    __m128i rg, bb;
+    rgb_levels8(y, blue_up, red_up, &rg, &bb);
+    store_rgb8(red_out, green_out, blue_out, rg, bb);
 }
 #endif
 
@@ -1242,31 +1266,44 @@ static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict b
 }
 
 #if SIMD_LANES
-/* rgb_row with the chroma upsampled on the way (upsample_row's second step, fancy_at), from the
- * column sums of each chroma row ([-1, cw] valid, see column_sums): sixteen pixels take eight
- * sums and their neighbours, and no upsampled row is stored and read back. */
+/* Columns c .. c + 15 of h2v2_fancy_upsample (upsample_row's second step, fancy_at) for both
+ * chroma from their column sums ([-1, cw] valid, see column_sums): eight sums and their
+ * neighbours give up[blue, red][columns c .. c + 7, c + 8 .. c + 15]. */
+static inline void upsample16(const int16_t *blue_line, const int16_t *red_line, int64_t c, __m128i up[2][2]) {
+    const __m128i eight = _mm_set1_epi16(8), seven = _mm_set1_epi16(7);
+    const int16_t *lines[2] = {blue_line + c / 2, red_line + c / 2};
+    for (int k = 0; k < 2; ++k) {
+        const __m128i sums = _mm_loadu_si128((const __m128i *)lines[k]);
+        const __m128i centre = _mm_add_epi16(sums, _mm_add_epi16(sums, sums));
+        const __m128i left = _mm_loadu_si128((const __m128i *)(lines[k] - 1));
+        const __m128i right = _mm_loadu_si128((const __m128i *)(lines[k] + 1));
+        const __m128i even = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, left), eight), 4);
+        const __m128i odd = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, right), seven), 4);
+        up[k][0] = _mm_unpacklo_epi16(even, odd);
+        up[k][1] = _mm_unpackhi_epi16(even, odd);
+    }
+}
+
+/* rgb_row with the chroma upsampled on the way (upsample16), from the column sums of each chroma
+ * row: no upsampled row is stored and read back. Software-pipelined, as the conversion in is (see
+ * ycc_down16): 1.02x in the step, and it let two divisions of six become fused products (1.04x). */
 static void rgb_row_fancy(const int16_t *restrict luminance, const int16_t *restrict blue_line,
                           const int16_t *restrict red_line, int64_t w, float *restrict red_out,
                           float *restrict green_out, float *restrict blue_out) {
-    const __m128i eight = _mm_set1_epi16(8), seven = _mm_set1_epi16(7);
     int64_t c = 0;
-    for (; c + 16 <= w; c += 16) {
-        __m128i up[2][2]; /* [blue, red][columns c .. c + 7, c + 8 .. c + 15] */
-        const int16_t *lines[2] = {blue_line + c / 2, red_line + c / 2};
-        for (int k = 0; k < 2; ++k) {
-            const __m128i sums = _mm_loadu_si128((const __m128i *)lines[k]);
-            const __m128i centre = _mm_add_epi16(sums, _mm_add_epi16(sums, sums));
-            const __m128i left = _mm_loadu_si128((const __m128i *)(lines[k] - 1));
-            const __m128i right = _mm_loadu_si128((const __m128i *)(lines[k] + 1));
-            const __m128i even = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, left), eight), 4);
-            const __m128i odd = _mm_srai_epi16(_mm_add_epi16(_mm_add_epi16(centre, right), seven), 4);
-            up[k][0] = _mm_unpacklo_epi16(even, odd);
-            up[k][1] = _mm_unpackhi_epi16(even, odd);
-        }
-        for (int half = 0; half < 2; ++half) {
-            const int64_t at = c + 8 * half;
-            rgb8(_mm_loadu_si128((const __m128i *)(luminance + at)), up[0][half], up[1][half], red_out + at,
-                 green_out + at, blue_out + at);
+    if (w >= 16) { /* each 16 columns' chroma upsampled, and each 8 columns' levels made, a step before use */
+        __m128i up[2][2], next[2][2], rg[2], bb[2]; /* up: these 16 columns' chroma, next: the next 16's */
+        upsample16(blue_line, red_line, 0, up);
+        rgb_levels8(_mm_loadu_si128((const __m128i *)luminance), up[0][0], up[1][0], &rg[0], &bb[0]);
+        for (; c + 16 <= w; c += 16) {
+            const int more = c + 32 <= w; /* another 16 after these */
+            upsample16(blue_line, red_line, more ? c + 16 : c, next); /* the last time: these again, unused */
+            rgb_levels8(_mm_loadu_si128((const __m128i *)(luminance + c + 8)), up[0][1], up[1][1], &rg[1], &bb[1]);
+            store_rgb8(red_out + c, green_out + c, blue_out + c, rg[0], bb[0]);
+            if (more)
+                rgb_levels8(_mm_loadu_si128((const __m128i *)(luminance + c + 16)), next[0][0], next[1][0], &rg[0], &bb[0]);
+            store_rgb8(red_out + c + 8, green_out + c + 8, blue_out + c + 8, rg[1], bb[1]);
+            memcpy(up, next, sizeof up);
         }
     }
     for (; c < w; ++c)
