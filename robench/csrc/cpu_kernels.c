@@ -809,30 +809,45 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
     for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
 }
 
-/* code_plane in 16-bit lanes. Its quantisation's quotient floor(n / d) (n = |coefficient| + d / 2
- * below 2^14 + 2^10, d = 8q) is the float product n * r truncated, r being 1 / d rounded up by
- * 2^-23 to 2^-22 of itself: then n * r, rounded, lies at or above n / d and below the next whole
- * number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20), so no
- * correction is needed (checked for every q of 1 .. 255, the baseline tables' range, and every n
- * below 2^15); the product level * q fits int16. A block whose levels span no more than `flat`
- * (flat_range's for this table; -1: no block is tested) is coded as its DC alone. */
-static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32_t *table, int32_t flat) {
-    __m128i half[8], quant[8];
-    __m128 reciprocal[8][2];
+/* One quantisation table's constants for code_plane16, in its rows' int16 lanes (natural order).
+ * The quotient floor(n / d), n = |coefficient| + d / 2 (below 2^14 + 2^10), d = 8q, is two
+ * pmulhuw: ((n m) >> 16) 2^(17 - l) >> 16 with 2^(l - 1) < d <= 2^l and m = ceil(2^(15 + l) / d)
+ * (below 2^16), exact for every q of 1 .. 255 (the baseline tables' range) and every n below 2^15
+ * (checked). A block coded as its DC alone quantises the DC by the float reciprocal r = 1 / d
+ * rounded up by 2^-23 to 2^-22 of itself: n r, rounded, lies at or above n / d and below the next
+ * whole number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20). */
+typedef struct {
+    __m128i half[8], quant[8], multiplier[8], scale[8]; /* d / 2, q, m, 2^(17 - l) */
+    float dc_reciprocal;                                 /* r of the DC's d */
+    int32_t dc_quant;                                    /* the DC's q */
+} quantiser16;
+
+static void make_quantiser16(const int32_t *table, quantiser16 *z) {
     for (int u = 0; u < 8; ++u) {
-        int16_t h[8], q[8];
-        float r[8];
+        int16_t half[8], quant[8], multiplier[8], scale[8];
         for (int k = 0; k < 8; ++k) {
-            q[k] = (int16_t)table[u * 8 + k];
-            h[k] = (int16_t)(4 * table[u * 8 + k]);
-            r[k] = (float)(1.0 / (8.0 * table[u * 8 + k]) * (1.0 + 0x3p-24));
+            const int32_t q = table[u * 8 + k], d = 8 * q;
+            int l = 3; /* d >= 8 */
+            while ((1 << l) < d) ++l;
+            half[k] = (int16_t)(4 * q);
+            quant[k] = (int16_t)q;
+            multiplier[k] = (int16_t)(uint16_t)(((1 << (15 + l)) + d - 1) / d);
+            scale[k] = (int16_t)(1 << (17 - l));
         }
-        half[u] = _mm_loadu_si128((const __m128i *)h);
-        quant[u] = _mm_loadu_si128((const __m128i *)q);
-        reciprocal[u][0] = _mm_loadu_ps(r);
-        reciprocal[u][1] = _mm_loadu_ps(r + 4);
+        z->half[u] = _mm_loadu_si128((const __m128i *)half);
+        z->quant[u] = _mm_loadu_si128((const __m128i *)quant);
+        z->multiplier[u] = _mm_loadu_si128((const __m128i *)multiplier);
+        z->scale[u] = _mm_loadu_si128((const __m128i *)scale);
     }
-    const float dc_reciprocal = _mm_cvtss_f32(reciprocal[0][0]); /* the DC's, for blocks coded as their DC alone */
+    z->dc_reciprocal = (float)(1.0 / (8.0 * table[0]) * (1.0 + 0x3p-24));
+    z->dc_quant = table[0];
+}
+
+/* code_plane in 16-bit lanes, quantised by z (make_quantiser16's; the product level * q fits
+ * int16). A block whose levels span no more than `flat` (flat_range's for this table; -1: no
+ * block is tested) is coded as its DC alone. */
+static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quantiser16 *z, int32_t flat) {
+    const float dc_reciprocal = z->dc_reciprocal;
     const __m128i centre = _mm_set1_epi16(128);
     /* the 2 x 2 shortcut's pmaddwd pairs (8192, K) for outputs 0 .. 7 of a pass: K is +K[y] for
      * y < 4, -K[7 - y] after */
@@ -865,7 +880,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
                     __m128i total = _mm_madd_epi16(sum, _mm_set1_epi16(1));
                     total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4E));
                     total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xB1));
-                    const int32_t dc = _mm_cvtsi128_si32(total), q = table[0];
+                    const int32_t dc = _mm_cvtsi128_si32(total), q = z->dc_quant;
                     /* floor((|dc| + 4q) / 8q) by the quantiser's float reciprocal (|dc| <= 8192: exact) */
                     const int32_t value = (int32_t)((float)((dc < 0 ? -dc : dc) + 4 * q) * dc_reciprocal) * q;
                     fill_dc(plane, cols, by, bx, dc < 0 ? -value : value);
@@ -877,13 +892,9 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
             transpose16(v); /* the column pass */
             fdct16(v, 15);
             for (int u = 0; u < 8; ++u) { /* sign * floor((|c| + 4q) / 8q) * q: SSSE3's pabsw, then psignw */
-                const __m128i dividend = _mm_add_epi16(_mm_abs_epi16(v[u]), half[u]);
-                const __m128i zero = _mm_setzero_si128();
-                const __m128i lo = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(dividend, zero)),
-                                                               reciprocal[u][0]));
-                const __m128i hi = _mm_cvttps_epi32(_mm_mul_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(dividend, zero)),
-                                                               reciprocal[u][1]));
-                v[u] = _mm_sign_epi16(_mm_mullo_epi16(_mm_packs_epi32(lo, hi), quant[u]), v[u]); /* 0 stays 0 */
+                const __m128i dividend = _mm_add_epi16(_mm_abs_epi16(v[u]), z->half[u]);
+                const __m128i quotient = _mm_mulhi_epu16(_mm_mulhi_epu16(dividend, z->multiplier[u]), z->scale[u]);
+                v[u] = _mm_sign_epi16(_mm_mullo_epi16(quotient, z->quant[u]), v[u]); /* 0 stays 0 */
             }
             /* a block whose only coefficient left is its DC (47% of the benchmark's blocks at 224 px,
              * severity 3): every pixel the same, the inverse passes' arithmetic on that one value (as
@@ -938,9 +949,9 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const int32
         }
     }
 }
-#define CODE_PLANE(plane, rows, cols, table, flat) code_plane16(plane, rows, cols, table, flat)
+#define CODE_PLANE(plane, rows, cols, table, quantiser, flat) code_plane16(plane, rows, cols, quantiser, flat)
 #else
-#define CODE_PLANE(plane, rows, cols, table, flat) code_plane(plane, rows, cols, table)
+#define CODE_PLANE(plane, rows, cols, table, quantiser, flat) code_plane(plane, rows, cols, table)
 #endif /* SIMD_LANES */
 
 static inline int64_t clamp_index(int64_t i, int64_t size) { return i < 0 ? 0 : (i >= size ? size - 1 : i); }
@@ -1581,30 +1592,46 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
     }
     /* the chroma tables' flat_range (the SIMD path's code_plane16), by quality index (-2: not yet found):
      * chroma blocks are mostly smooth (82% of the benchmark's at 224 px, severity 3, fall within
-     * it), luma ones seldom (7%), so only chroma takes the test */
+     * it), luma ones seldom (7%), so only chroma takes the test; with each the SIMD path's
+     * quantisers, luma's and chroma's (made as the flat range is found) */
     int64_t qualities = 1;
     for (int64_t b = begin; which != NULL && b < end; ++b) qualities = which[b] >= qualities ? which[b] + 1 : qualities;
     int32_t *flat = malloc((size_t)qualities * sizeof(int32_t));
     if (flat == NULL) abort();
     for (int64_t i = 0; i < qualities; ++i) flat[i] = -2;
+#if SIMD_LANES
+    quantiser16 *quantisers = malloc((size_t)(2 * qualities) * sizeof(quantiser16)); /* malloc: 16-byte aligned on x86-64 */
+    if (quantisers == NULL) abort();
+#define QUANTISER(q, k) (&quantisers[2 * (q) + (k)]) /* k: 0 luma, 1 chroma */
+#else
+#define QUANTISER(q, k) NULL
+#endif
     for (int64_t b = begin; b < end; ++b) {
         const int64_t q = which == NULL ? 0 : which[b];
 #if SIMD_LANES
-        if (flat[q] == -2) flat[q] = flat_range(chroma + 64 * q);
+        if (flat[q] == -2) {
+            flat[q] = flat_range(chroma + 64 * q);
+            make_quantiser16(luma + 64 * q, QUANTISER(q, 0));
+            make_quantiser16(chroma + 64 * q, QUANTISER(q, 1));
+        }
 #endif
         const float *x = images + b * 3 * h * w;
         float *o = out + b * 3 * h * w;
         jpeg_levels_in(&p, x);
         for (int64_t r = h; r < p.h8; ++r) /* rows past the image repeat its last */
             memcpy(p.luma + r * p.w8, p.luma + (h - 1) * p.w8, (size_t)p.w8 * sizeof(int16_t));
-        CODE_PLANE(p.luma, p.h8, p.w8, luma + 64 * q, -1);
+        CODE_PLANE(p.luma, p.h8, p.w8, luma + 64 * q, QUANTISER(q, 0), -1);
         for (int k = 0; k < 2; ++k) { /* chroma: whole MCU rows */
             for (int64_t i = p.h2; i < p.hc; ++i)
                 memcpy(p.chroma[k] + i * p.w2, p.chroma[k] + (p.h2 - 1) * p.w2, (size_t)p.w2 * sizeof(int16_t));
-            CODE_PLANE(p.chroma[k], p.hc, p.w2, chroma + 64 * q, flat[q]);
+            CODE_PLANE(p.chroma[k], p.hc, p.w2, chroma + 64 * q, QUANTISER(q, 1), flat[q]);
         }
         jpeg_levels_out(&p, o);
     }
+#if SIMD_LANES
+    free(quantisers);
+#endif
+#undef QUANTISER
     free(flat);
     free(p.luma);
 }
