@@ -15,9 +15,9 @@
 /* jpeg_compression's DCTs and colour conversions, and pixelate's box passes, in SSE2's 16-bit lanes
  * (with a few of SSSE3's instructions) where the machine has them (x86-64 since Intel's Core 2 and
  * AMD's Bulldozer and Jaguar), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and
- * scalar loops, as on other machines. Where it also has FMA, jpeg's conversion out takes one fused
- * product-sum (levels_over_255). The tests build all three (portable, SIMD with FMA and without)
- * and compare them. */
+ * scalar loops, as on other machines. Where it also has FMA, two of each six divisions by 255 in
+ * jpeg's conversion out are fused product-sums (levels_over_255). The tests build all three
+ * (portable, SIMD with FMA and without) and compare them. */
 #if defined(__SSE2__) && defined(__SSSE3__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
 #include <tmmintrin.h>
@@ -1600,7 +1600,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
     if (flat == NULL) abort();
     for (int64_t i = 0; i < qualities; ++i) flat[i] = -2;
 #if SIMD_LANES
-    quantiser16 *quantisers = malloc((size_t)(2 * qualities) * sizeof(quantiser16)); /* malloc: 16-byte aligned on x86-64 */
+    quantiser16 *quantisers = malloc((size_t)(2 * qualities) * sizeof(quantiser16)); /* 16-byte aligned (x86-64) */
     if (quantisers == NULL) abort();
 #define QUANTISER(q, k) (&quantisers[2 * (q) + (k)]) /* k: 0 luma, 1 chroma */
 #else
