@@ -318,8 +318,8 @@ def _use_build(monkeypatch, request: pytest.FixtureRequest, build: str) -> None:
 def test_the_jpeg_kernel_decodes_every_grey_level_to_itself_at_quality_100(monkeypatch, request, build: str) -> None:
     """A 16 x 16 MCU of each grey level k of 0 .. 255 is coded losslessly at quality 100 (its DC
     alone, quantiser 1; chroma 128), so it decodes to k / 255 in every channel and column. The
-    conversion out's k / 255 (divps, or on machines with FMA a fused product-sum for one vector in
-    six) must round as torch's division does for every level, in every lane."""
+    conversion out's k / 255 (divps, or on machines with FMA a fused product-sum for two vectors
+    in six) must round as torch's division does for every level, in every lane."""
     _use_build(monkeypatch, request, build)
     levels = torch.arange(256, dtype=torch.float32) / 255
     image = levels.repeat_interleave(16).expand(3, 16, 256 * 16)[None].contiguous()
@@ -397,16 +397,13 @@ def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(mo
 
 @needs_compiler
 @pytest.mark.parametrize("build", ["native", "portable"])
-def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(
-    monkeypatch, portable_library: native.NativeLibrary, build: str
-) -> None:
+def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch, request, build: str) -> None:
     """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
     and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
     and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp). Its
     windows are all within 64 pixels, the SIMD build's int16 path (the next test takes wider
     ones). Both builds."""
-    if build == "portable":
-        monkeypatch.setattr(native, "LIBRARY", portable_library)
+    _use_build(monkeypatch, request, build)
     sizes = [(7, 53), (53, 9), (8, 200), (230, 17), (129, 130)]
     generator = torch.Generator().manual_seed(3)
     batches = [torch.rand(2, 3, h, w, generator=generator) * 1.4 - 0.2 for h, w in sizes]
@@ -432,15 +429,12 @@ def test_the_pixelate_kernel_equals_the_torch_path_with_windows_past_64(monkeypa
 
 @needs_compiler
 @pytest.mark.parametrize("build", ["native", "portable"])
-def test_the_pixelate_kernel_equals_the_torch_path_for_windows_of_5_to_64(
-    monkeypatch, portable_library: native.NativeLibrary, build: str
-) -> None:
+def test_the_pixelate_kernel_equals_the_torch_path_for_windows_of_5_to_64(monkeypatch, request, build: str) -> None:
     """Windows of 5-6, 11-12, 27-29, 47-51 and 63-64 pixels, on levels from -51 to 306. The SSE2
     build weighs a window's sum by one 16-bit product where one is exact for every sum it can
     reach (widths 5, 6, 11, 12, 27, 29, 51 and 64 here) and by the int32 product where none is (28,
     47, 48, 50, 63), the two mixed within some passes; both builds equal the torch path."""
-    if build == "portable":
-        monkeypatch.setattr(native, "LIBRARY", portable_library)
+    _use_build(monkeypatch, request, build)
     monkeypatch.setattr(digital, "_PIXELATE", {name: (1 / 5, 1 / 11, 1 / 26, 1 / 43, 1 / 63) for name in digital._PIXELATE})
     images = torch.rand(2, 3, 190, 253, generator=torch.Generator().manual_seed(6)) * 1.4 - 0.2
     distortion = Registry(entry_points=False).get("distortion", "pixelate")()

@@ -1040,19 +1040,17 @@ static void ycc_row(const float *restrict xr, const float *restrict xg, const fl
     /* levels in 0 .. 255 need no clamp: the row without, its levels checked; in the rare row with
      * one outside, again with levels16's clamps (1.03-1.04x) */
     __m128i outside = _mm_setzero_si128(); /* the levels' bits, OR'd: any past 0xFF, a level outside 0 .. 255 */
-    if (w >= 8) { /* each 8 pixels' levels read a step before their colour transform (see ycc_down16) */
+    const int64_t whole = w / 8 * 8;
+    if (whole > 0) { /* each 8 pixels' levels read a step before their colour transform (see ycc_down16) */
         __m128i r = raw_levels16(xr), g = raw_levels16(xg), b = raw_levels16(xb);
-        for (; c + 16 <= w; c += 8) {
+        for (; c < whole; c += 8) {
             if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* a 64-byte line each 16 floats */
-            const __m128i rn = raw_levels16(xr + c + 8), gn = raw_levels16(xg + c + 8), bn = raw_levels16(xb + c + 8);
+            const int64_t next = c + 8 < whole ? c + 8 : c; /* the last time: its own again, unused */
+            const __m128i rn = raw_levels16(xr + next), gn = raw_levels16(xg + next), bn = raw_levels16(xb + next);
             outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
             ycc8(r, g, b, luminance + c, blue + c, red + c);
             r = rn; g = gn; b = bn;
         }
-        if (c % 16 == 0) fetch_ahead(xr + c, xg + c, xb + c, ahead); /* the last 8 */
-        outside = _mm_or_si128(outside, _mm_or_si128(r, _mm_or_si128(g, b)));
-        ycc8(r, g, b, luminance + c, blue + c, red + c);
-        c += 8;
     }
     if (outside_levels(outside)) /* a level outside 0 .. 255 (x beyond [0, 1] or NaN): the row again, clamped */
         for (c = 0; c + 8 <= w; c += 8)
