@@ -367,6 +367,18 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
 
 
 @needs_compiler
+def test_the_jpeg_kernel_converts_every_red_green_pair_with_blues_across_the_range(monkeypatch) -> None:
+    """The colour transform in (the SIMD build's pmaddwd pairs and pavgw roundings) on 256 x 256
+    images holding every (R, G) pair of levels once, B running through all 256 levels in a
+    different order in each (2^17 triples; all 2^24 were checked when it was written), coded at
+    quality 100: equal to the torch path, where libjpeg's formulas are written plainly."""
+    y, x = torch.meshgrid(torch.arange(256), torch.arange(256), indexing="ij")
+    blues = [(x + y) % 256, (7 * x + 101 * y + 3) % 256]
+    images = torch.stack([torch.stack([x, y, b]) for b in blues]).float() / 255
+    _same(*_both_paths(monkeypatch, lambda: [jpeg_roundtrip(images, 100)]))
+
+
+@needs_compiler
 def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(monkeypatch) -> None:
     """Chroma blocks whose levels span 0 .. 33, each in the sign pattern of one of the 64 DCT basis
     functions (the pattern that drives that coefficient hardest for its span), at qualities whose

@@ -985,29 +985,31 @@ static inline int outside_levels(__m128i bits) {
 #define YCC_CHROMA_OFFSET ((128 << 16) + (1 << 15) - 1)
 
 #if SIMD_LANES
-/* ycc_row for eight pixels' levels in 16-bit lanes, jccolext-sse2's way for the luma: pmaddwd's
- * pairs of products (38470 G, beyond int16, as 22086 G + 16384 G), so exact. Each chroma's
- * 32768 B (or R) is added after the shift: (S + 2^15 B) >> 16 = ((S >> 15) + B) >> 1 for the rest
- * S of its sum (whole numbers), one pmaddwd instead of two (the first Zen has one pipe for them).
- * S >> 15 lies in 1 .. 256 for levels in 0 .. 255. The luma is stored, the chroma returned. */
+/* ycc_row for eight pixels' levels in 16-bit lanes, in pmaddwd's pairs of products (the first Zen
+ * has one pipe for them): the luma's sum L = 19595 R + 38470 G + 7471 B as (R, G) . (19595, 22086)
+ * + (G, B) . (16384, 7471) (38470 is beyond int16; as jccolext-sse2 splits it), each chroma's as
+ * one pair, its 32768 B (or R) added after the shift. The roundings are pavgw's (a + b + 1) >> 1
+ * of 16-bit lanes, so no constant is added to the int32 sums:
+ * - luma: (L + 2^15) >> 16 = ((L >> 15) + 1) >> 1;
+ * - blue: jccolor.c's (2^15 B - S + 128 2^16 + 2^15 - 1) >> 16, S = 11059 R + 21709 G, is
+ *   (255 - (S >> 15) + B + 1) >> 1 (write S = 2^15 a + s, s < 2^15: the sum's low part
+ *   2^15 - 1 - s stays under 2^15, and (B - a) / 2 is whole or a half), and red the same with
+ *   S = 27439 G + 5329 B and R.
+ * Exact for every (R, G, B) of 0 .. 255 (all 2^24 checked). The luma is stored, the chroma returned. */
 static inline void ycc8_lanes(__m128i r, __m128i g, __m128i b, int16_t *luminance, __m128i *blue, __m128i *red) {
-    const int32_t offset = YCC_CHROMA_OFFSET;
-    const __m128i luma_rg = pair16(19595, 22086), luma_bg = pair16(7471, 16384), blue_rg = pair16(-11059, -21709);
-    const __m128i red_gb = pair16(-27439, -5329);
-    const __m128i luma_round = _mm_set1_epi32(1 << 15), chroma_round = _mm_set1_epi32(offset);
+    const __m128i luma_rg = pair16(19595, 22086), luma_gb = pair16(16384, 7471), blue_rg = pair16(11059, 21709);
+    const __m128i red_gb = pair16(27439, 5329), top = _mm_set1_epi16(255), zero = _mm_setzero_si128();
     const __m128i rg[2] = {_mm_unpacklo_epi16(r, g), _mm_unpackhi_epi16(r, g)};
-    const __m128i bg[2] = {_mm_unpacklo_epi16(b, g), _mm_unpackhi_epi16(b, g)};
     const __m128i gb[2] = {_mm_unpacklo_epi16(g, b), _mm_unpackhi_epi16(g, b)};
-    __m128i sums[3][2];
+    __m128i sums[3][2]; /* >> 15: luma 0 .. 510, chroma 0 .. 255 */
     for (int k = 0; k < 2; ++k) {
-        sums[0][k] = _mm_srai_epi32(_mm_add_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg),
-                                                                _mm_madd_epi16(bg[k], luma_bg)), luma_round), 16);
-        sums[1][k] = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], blue_rg), chroma_round), 15);
-        sums[2][k] = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(gb[k], red_gb), chroma_round), 15);
+        sums[0][k] = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(rg[k], luma_rg), _mm_madd_epi16(gb[k], luma_gb)), 15);
+        sums[1][k] = _mm_srai_epi32(_mm_madd_epi16(rg[k], blue_rg), 15);
+        sums[2][k] = _mm_srai_epi32(_mm_madd_epi16(gb[k], red_gb), 15);
     }
-    _mm_storeu_si128((__m128i *)luminance, _mm_packs_epi32(sums[0][0], sums[0][1]));
-    *blue = _mm_srai_epi16(_mm_add_epi16(_mm_packs_epi32(sums[1][0], sums[1][1]), b), 1);
-    *red = _mm_srai_epi16(_mm_add_epi16(_mm_packs_epi32(sums[2][0], sums[2][1]), r), 1);
+    _mm_storeu_si128((__m128i *)luminance, _mm_avg_epu16(_mm_packs_epi32(sums[0][0], sums[0][1]), zero));
+    *blue = _mm_avg_epu16(_mm_sub_epi16(top, _mm_packs_epi32(sums[1][0], sums[1][1])), b);
+    *red = _mm_avg_epu16(_mm_sub_epi16(top, _mm_packs_epi32(sums[2][0], sums[2][1])), r);
 }
 
 /* ycc8_lanes with the chroma stored too. */
