@@ -659,7 +659,9 @@ static inline lanes8 level_lanes(lanes8 x) {
  * into halves anyway). The sums are the int32 path's integer sums, regrouped (z1 .. z5 folded
  * into each pair's constants), so equal. Between the passes the values fit int16, as in
  * libjpeg-turbo's SIMD code: the FDCT's first pass gives 4x a row DCT of levels - 128 (under
- * 5,700), the coefficients lie under 2^13, and the IDCT's first pass gives 4x a column's inverse
+ * 5,700; it takes the levels themselves, and its output 0, 4x a row's sum, under 2^13, has
+ * 4 x 8 x 128 taken off after: outputs 1 .. 7 sum weights that sum to 0), the coefficients lie
+ * under 2^13, and the IDCT's first pass gives 4x a column's inverse
  * (under 2^14 with the quantisation's error); descale16 would saturate where they did not. The
  * tests compare this path with the generic one (ROBENCH_PORTABLE) on every DCT basis function's
  * sign pattern at full contrast. */
@@ -692,6 +694,11 @@ static inline __m128i descale16(pair_sums x, int shift) {
                            _mm_srai_epi32(_mm_add_epi32(x.hi, half), shift));
 }
 
+/* x >> shift in each lane, back to int16 (descale16 with its rounding already added) */
+static inline __m128i shift16(pair_sums x, int shift) {
+    return _mm_packs_epi32(_mm_srai_epi32(x.lo, shift), _mm_srai_epi32(x.hi, shift));
+}
+
 /* fdct_lanes on int16 lanes, descaled by `shift` (11, then 15: nothing else). */
 static inline void fdct16(__m128i *v, int shift) {
     const __m128i t0 = _mm_add_epi16(v[0], v[7]), t1 = _mm_add_epi16(v[1], v[6]);
@@ -715,12 +722,14 @@ static inline void fdct16(__m128i *v, int shift) {
     v[2] = descale16(madd16(t13, t12, F0541 + F0765, F0541), shift);  /* z + t13 F0765 */
     v[6] = descale16(madd16(t13, t12, F0541, F0541 - F1847), shift);  /* z - t12 F1847 */
     const __m128i z3 = _mm_add_epi16(t4, t6), z4 = _mm_add_epi16(t5, t7);
-    const pair_sums z3z5 = madd16(z3, z4, F1175 - F1961, F1175);       /* z3 -F1961 + z5 */
-    const pair_sums z4z5 = madd16(z3, z4, F1175, F1175 - F0390);       /* z4 -F0390 + z5 */
-    v[7] = descale16(add_sums(madd16(t4, t7, F0298 - F0899, -F0899), z3z5), shift);
-    v[1] = descale16(add_sums(madd16(t4, t7, -F0899, F1501 - F0899), z4z5), shift);
-    v[5] = descale16(add_sums(madd16(t5, t6, F2053 - F2562, -F2562), z4z5), shift);
-    v[3] = descale16(add_sums(madd16(t5, t6, -F2562, F3072 - F2562), z3z5), shift);
+    /* descale16's rounding added once to each shared sum */
+    const pair_sums half = {_mm_set1_epi32(1 << (shift - 1)), _mm_set1_epi32(1 << (shift - 1))};
+    const pair_sums z3z5 = add_sums(madd16(z3, z4, F1175 - F1961, F1175), half); /* z3 -F1961 + z5 */
+    const pair_sums z4z5 = add_sums(madd16(z3, z4, F1175, F1175 - F0390), half); /* z4 -F0390 + z5 */
+    v[7] = shift16(add_sums(madd16(t4, t7, F0298 - F0899, -F0899), z3z5), shift);
+    v[1] = shift16(add_sums(madd16(t4, t7, -F0899, F1501 - F0899), z4z5), shift);
+    v[5] = shift16(add_sums(madd16(t5, t6, F2053 - F2562, -F2562), z4z5), shift);
+    v[3] = shift16(add_sums(madd16(t5, t6, -F2562, F3072 - F2562), z3z5), shift);
 }
 
 /* idct_lanes on int16 lanes, with its eight outputs' sums (before the descale) in out. */
@@ -818,8 +827,9 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
  * whole number (n / d + 1 - 1 / d times (1 + 2^-21) stays under it while (n / d + 1) d < 2^20). */
 typedef struct {
     __m128i half[8], quant[8], multiplier[8], scale[8]; /* d / 2, q, m, 2^(17 - l) */
-    float dc_reciprocal;                                 /* r of the DC's d */
-    int32_t dc_quant;                                    /* the DC's q */
+    __m128i corner_quant;                               /* rows 0 and 1's q, interleaved (lanes 0-3) */
+    float dc_reciprocal;                                /* r of the DC's d */
+    int32_t dc_quant;                                   /* the DC's q */
 } quantiser16;
 
 static void make_quantiser16(const int32_t *table, quantiser16 *z) {
@@ -839,6 +849,7 @@ static void make_quantiser16(const int32_t *table, quantiser16 *z) {
         z->multiplier[u] = _mm_loadu_si128((const __m128i *)multiplier);
         z->scale[u] = _mm_loadu_si128((const __m128i *)scale);
     }
+    z->corner_quant = _mm_unpacklo_epi16(z->quant[0], z->quant[1]);
     z->dc_reciprocal = (float)(1.0 / (8.0 * table[0]) * (1.0 + 0x3p-24));
     z->dc_quant = table[0];
 }
@@ -861,13 +872,13 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
         for (int64_t bx = 0; bx < cols; bx += 8) {
             __m128i v[8];
             for (int r = 0; r < 8; ++r)
-                v[r] = _mm_sub_epi16(_mm_loadu_si128((const __m128i *)(plane + (by + r) * cols + bx)), centre);
+                v[r] = _mm_loadu_si128((const __m128i *)(plane + (by + r) * cols + bx)); /* levels, not centred */
             if (flat >= 0) { /* levels within `flat` of each other: only the DC can survive (flat_range) */
                 __m128i top = v[0], bottom = v[0], sum = v[0];
                 for (int r = 1; r < 8; ++r) {
                     top = _mm_max_epi16(top, v[r]);
                     bottom = _mm_min_epi16(bottom, v[r]);
-                    sum = _mm_add_epi16(sum, v[r]); /* 8 levels - 128: within int16 */
+                    sum = _mm_add_epi16(sum, v[r]); /* 8 levels: within int16 */
                 }
                 top = _mm_max_epi16(top, _mm_shuffle_epi32(top, 0x4E));
                 bottom = _mm_min_epi16(bottom, _mm_shuffle_epi32(bottom, 0x4E));
@@ -880,7 +891,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
                     __m128i total = _mm_madd_epi16(sum, _mm_set1_epi16(1));
                     total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0x4E));
                     total = _mm_add_epi32(total, _mm_shuffle_epi32(total, 0xB1));
-                    const int32_t dc = _mm_cvtsi128_si32(total), q = z->dc_quant;
+                    const int32_t dc = _mm_cvtsi128_si32(total) - 64 * 128, q = z->dc_quant;
                     /* floor((|dc| + 4q) / 8q) by the quantiser's float reciprocal (|dc| <= 8192: exact) */
                     const int32_t value = (int32_t)((float)((dc < 0 ? -dc : dc) + 4 * q) * dc_reciprocal) * q;
                     fill_dc(plane, cols, by, bx, dc < 0 ? -value : value);
@@ -889,12 +900,16 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             }
             transpose16(v); /* the row pass */
             fdct16(v, 11);
+            v[0] = _mm_sub_epi16(v[0], _mm_set1_epi16(4 * 8 * 128)); /* the levels centred: only output 0 moves */
             transpose16(v); /* the column pass */
             fdct16(v, 15);
-            for (int u = 0; u < 8; ++u) { /* sign * floor((|c| + 4q) / 8q) * q: SSSE3's pabsw, then psignw */
+            /* sign * floor((|c| + 4q) / 8q): SSSE3's pabsw, then psignw. The product by q comes after the
+             * shortcuts' tests, for the coefficients each uses (the 2 x 2's four, or all 64): 87% of
+             * blocks need no more than four of the 64 */
+            for (int u = 0; u < 8; ++u) {
                 const __m128i dividend = _mm_add_epi16(_mm_abs_epi16(v[u]), z->half[u]);
                 const __m128i quotient = _mm_mulhi_epu16(_mm_mulhi_epu16(dividend, z->multiplier[u]), z->scale[u]);
-                v[u] = _mm_sign_epi16(_mm_mullo_epi16(quotient, z->quant[u]), v[u]); /* 0 stays 0 */
+                v[u] = _mm_sign_epi16(quotient, v[u]); /* 0 stays 0 */
             }
             /* a block whose only coefficient left is its DC (47% of the benchmark's blocks at 224 px,
              * severity 3): every pixel the same, the inverse passes' arithmetic on that one value (as
@@ -904,7 +919,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             const __m128i rest =
                 _mm_or_si128(_mm_or_si128(_mm_and_si128(v[0], _mm_set_epi16(-1, -1, -1, -1, -1, -1, -1, 0)), v[1]), high);
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(rest, _mm_setzero_si128())) == 0xFFFF) {
-                fill_dc(plane, cols, by, bx, (int16_t)_mm_cvtsi128_si32(v[0]));
+                fill_dc(plane, cols, by, bx, (int16_t)_mm_cvtsi128_si32(v[0]) * z->dc_quant);
                 continue;
             }
             /* a block whose coefficients left are in its top left 2 x 2 (87% of the benchmark's blocks
@@ -914,7 +929,8 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             const __m128i corner =
                 _mm_or_si128(_mm_and_si128(_mm_or_si128(v[0], v[1]), _mm_set_epi16(-1, -1, -1, -1, -1, -1, 0, 0)), high);
             if (_mm_movemask_epi8(_mm_cmpeq_epi16(corner, _mm_setzero_si128())) == 0xFFFF) {
-                const __m128i pairs = _mm_unpacklo_epi16(v[0], v[1]); /* (d0v, d1v) in int32 lane v */
+                /* (d0v, d1v) in int32 lane v, times q */
+                const __m128i pairs = _mm_mullo_epi16(_mm_unpacklo_epi16(v[0], v[1]), z->corner_quant);
                 const __m128i top = _mm_set1_epi16(255);
                 /* the column pass for all eight rows y at once: w_yv in lane y of columns[v] */
                 __m128i columns[2];
@@ -935,6 +951,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
                 }
                 continue;
             }
+            for (int u = 0; u < 8; ++u) v[u] = _mm_mullo_epi16(v[u], z->quant[u]); /* times q */
             pair_sums sums[8];
             idct16(v, sums); /* the column pass */
             for (int i = 0; i < 8; ++i) v[i] = descale16(sums[i], 11);
