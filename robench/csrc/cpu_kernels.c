@@ -1256,12 +1256,11 @@ static inline void rgb_pixel(int32_t y, int32_t cb, int32_t cr, int64_t c, float
  * green's bytes in rg, blue's in both halves of bb. Red's and blue's terms (K x + 2^15) >> 16,
  * K = 91881 and 116130, are x + ((k x + 2^14) >> 15), SSSE3's pmulhrsw, with k = (K - 2^16) / 2
  * (26345 / 2 rounded up: 13173; 25297), checked for every x of -128 .. 127; green's sum is
- * pmaddwd's (as in jdcolext-sse2), -46802 y as 18734 y - 2^16 y. */
-static inline void rgb_levels8(__m128i y, __m128i blue_up, __m128i red_up, __m128i *rg, __m128i *bb) {
-    const __m128i centre = _mm_set1_epi16(128);
+ * pmaddwd's (as in jdcolext-sse2), -46802 y as 18734 y - 2^16 y. The chroma come centred (less
+ * 128): upsample16 takes the 128 off with its rounding constants. */
+static inline void rgb_levels8(__m128i y, __m128i blue, __m128i red, __m128i *rg, __m128i *bb) {
     const __m128i red_k = _mm_set1_epi16(13173), blue_k = _mm_set1_epi16(25297);
     const __m128i green_k = pair16(-22554, 18734), round = _mm_set1_epi32(1 << 15);
-    const __m128i blue = _mm_sub_epi16(blue_up, centre), red = _mm_sub_epi16(red_up, centre);
     const __m128i red_term = _mm_add_epi16(red, _mm_mulhrs_epi16(red, red_k));
     const __m128i blue_term = _mm_add_epi16(blue, _mm_mulhrs_epi16(blue, blue_k));
     const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi16(blue, red), green_k), round), 16);
@@ -1271,34 +1270,22 @@ static inline void rgb_levels8(__m128i y, __m128i blue_up, __m128i red_up, __m12
     const __m128i b = _mm_add_epi16(y, blue_term);
     *bb = _mm_packus_epi16(b, b);
 }
-
-/* rgb_pixel for eight pixels: rgb_levels8, then store_rgb8. */
-static inline void rgb8(__m128i y, __m128i blue_up, __m128i red_up, float *red_out, float *green_out,
-                        float *blue_out) {
-    __m128i rg, bb;
-    rgb_levels8(y, blue_up, red_up, &rg, &bb);
-    store_rgb8(red_out, green_out, blue_out, rg, bb);
-}
 #endif
 
-/* One row of YCbCr -> RGB (rgb_pixel) from int16 luma and upsampled chroma. */
+/* One row of YCbCr -> RGB (rgb_pixel) from int16 luma and upsampled chroma: the generic path's,
+ * and the SIMD path's for images at most 4 wide (rgb_row_fancy takes the rest). */
 static void rgb_row(const int16_t *restrict luminance, const int16_t *restrict blue_up, const int16_t *restrict red_up,
                     int64_t w, float *restrict red_out, float *restrict green_out, float *restrict blue_out) {
-    int64_t c = 0;
-#if SIMD_LANES
-    for (; c + 8 <= w; c += 8)
-        rgb8(_mm_loadu_si128((const __m128i *)(luminance + c)), _mm_loadu_si128((const __m128i *)(blue_up + c)),
-             _mm_loadu_si128((const __m128i *)(red_up + c)), red_out + c, green_out + c, blue_out + c);
-#endif
-    for (; c < w; ++c) rgb_pixel(luminance[c], blue_up[c], red_up[c], c, red_out, green_out, blue_out);
+    for (int64_t c = 0; c < w; ++c) rgb_pixel(luminance[c], blue_up[c], red_up[c], c, red_out, green_out, blue_out);
 }
 
 #if SIMD_LANES
 /* Columns c .. c + 15 of h2v2_fancy_upsample (upsample_row's second step, fancy_at) for both
  * chroma from their column sums ([-1, cw] valid, see column_sums): eight sums and their
- * neighbours give up[blue, red][columns c .. c + 7, c + 8 .. c + 15]. */
+ * neighbours give up[blue, red][columns c .. c + 7, c + 8 .. c + 15], centred (less 128, for
+ * rgb_levels8: 16 x 128 off each sum before the shift by 4, in its rounding constant). */
 static inline void upsample16(const int16_t *blue_line, const int16_t *red_line, int64_t c, __m128i up[2][2]) {
-    const __m128i eight = _mm_set1_epi16(8), seven = _mm_set1_epi16(7);
+    const __m128i eight = _mm_set1_epi16(8 - 16 * 128), seven = _mm_set1_epi16(7 - 16 * 128);
     const int16_t *lines[2] = {blue_line + c / 2, red_line + c / 2};
     for (int k = 0; k < 2; ++k) {
         const __m128i sums = _mm_loadu_si128((const __m128i *)lines[k]);
