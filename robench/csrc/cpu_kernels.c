@@ -661,8 +661,9 @@ static inline lanes8 level_lanes(lanes8 x) {
  * libjpeg-turbo's SIMD code: the FDCT's first pass gives 4x a row DCT of levels - 128 (under
  * 5,700; it takes the levels themselves, and its output 0, 4x a row's sum, under 2^13, has
  * 4 x 8 x 128 taken off after: outputs 1 .. 7 sum weights that sum to 0), the coefficients lie
- * under 2^13, and the IDCT's first pass gives 4x a column's inverse
- * (under 2^14 with the quantisation's error); descale16 would saturate where they did not. The
+ * under 2^13, and the IDCT's first pass gives 4x a column's inverse (under 2^14 with the
+ * quantisation's error, and under 2^15 with DC_BIAS added to its row 0); descale16 would
+ * saturate where they did not. The
  * tests compare this path with the generic one (ROBENCH_PORTABLE) on every DCT basis function's
  * sign pattern at full contrast. */
 typedef struct {
@@ -818,6 +819,11 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
     for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
 }
 
+/* What the inverse's row pass adds to its DC input, 4112: 8192 x 4112 = 2^17 + 128 x 2^18, the
+ * final descale's rounding and the levels' + 128 at once (as jidctint adds them to its DC), as
+ * every output sums 8192 x the DC input. */
+#define DC_BIAS ((1 << 4) + (128 << 5))
+
 /* One quantisation table's constants for code_plane16, in its rows' int16 lanes (natural order).
  * The quotient floor(n / d), n = |coefficient| + d / 2 (below 2^14 + 2^10), d = 8q, is two
  * pmulhuw: ((n m) >> 16) 2^(17 - l) >> 16 with 2^(l - 1) < d <= 2^l and m = ceil(2^(15 + l) / d)
@@ -859,7 +865,6 @@ static void make_quantiser16(const int32_t *table, quantiser16 *z) {
  * block is tested) is coded as its DC alone. */
 static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quantiser16 *z, int32_t flat) {
     const float dc_reciprocal = z->dc_reciprocal;
-    const __m128i centre = _mm_set1_epi16(128);
     /* the 2 x 2 shortcut's pmaddwd pairs (8192, K) for outputs 0 .. 7 of a pass: K is +K[y] for
      * y < 4, -K[7 - y] after */
     const int odd[4] = {F1501 - F0899 + F1175 - F0390, F1175, F1175 - F0390, F1175 - F0899};
@@ -939,13 +944,13 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
                     columns[c] = descale16((pair_sums){_mm_madd_epi16(pair, corner_row[0]),
                                                        _mm_madd_epi16(pair, corner_row[1])}, 11);
                 }
+                columns[0] = _mm_add_epi16(columns[0], _mm_set1_epi16(DC_BIAS)); /* the row pass's DC inputs */
                 const __m128i rows[2] = {_mm_unpacklo_epi16(columns[0], columns[1]),
                                          _mm_unpackhi_epi16(columns[0], columns[1])}; /* (w_y0, w_y1) in lane y % 4 */
-                const __m128i bias = _mm_set1_epi32((1 << 17) + (128 << 18)); /* descale16's rounding, and + 128 */
                 for (int y = 0; y < 8; ++y) {
                     const __m128i row = _mm_shuffle_epi32(rows[y / 4], (y % 4) * 0x55); /* (w_y0, w_y1) in every lane */
-                    const __m128i lo = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(row, corner_row[0]), bias), 18);
-                    const __m128i hi = _mm_srai_epi32(_mm_add_epi32(_mm_madd_epi16(row, corner_row[1]), bias), 18);
+                    const __m128i lo = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[0]), 18);
+                    const __m128i hi = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[1]), 18);
                     _mm_storeu_si128((__m128i *)(plane + (by + y) * cols + bx),
                                      _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128()), top));
                 }
@@ -956,11 +961,11 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             idct16(v, sums); /* the column pass */
             for (int i = 0; i < 8; ++i) v[i] = descale16(sums[i], 11);
             transpose16(v); /* the row pass */
+            v[0] = _mm_add_epi16(v[0], _mm_set1_epi16(DC_BIAS)); /* its DC inputs */
             idct16(v, sums);
             const __m128i top = _mm_set1_epi16(255);
-            for (int i = 0; i < 8; ++i) /* + 128, clamped to 0 .. 255 */
-                v[i] = _mm_min_epi16(_mm_max_epi16(_mm_add_epi16(descale16(sums[i], 18), centre), _mm_setzero_si128()),
-                                     top);
+            for (int i = 0; i < 8; ++i) /* clamped to 0 .. 255 */
+                v[i] = _mm_min_epi16(_mm_max_epi16(shift16(sums[i], 18), _mm_setzero_si128()), top);
             transpose16(v);
             for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), v[r]);
         }
