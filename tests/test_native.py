@@ -295,26 +295,27 @@ def portable_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeL
 
 
 @pytest.fixture(scope="module")
-def without_fma_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
-    """The C kernels built with -mno-fma: the SIMD build of x86-64 machines without FMA (before
-    Intel's Haswell and AMD's Piledriver), whose conversion out divides every vector by 255."""
+def ssse3_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
+    """The C kernels built with -mno-sse4.1 (so without AVX or FMA either, which build on it): the
+    SIMD build of x86-64 machines with SSSE3 alone, whose conversion out divides every vector by
+    255 (no FMA) and whose inverse DCTs clamp their levels at 0 with pmaxsw (no packusdw)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
-        pytest.skip("-mno-fma is an x86 option")
-    compiler = f"{os.environ.get('CC') or 'cc'} -mno-fma"
-    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("without_fma"), compiler=compiler)
+        pytest.skip("-mno-sse4.1 is an x86 option")
+    compiler = f"{os.environ.get('CC') or 'cc'} -mno-sse4.1"
+    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("ssse3"), compiler=compiler)
     assert library.load() is not None
     return library
 
 
 def _use_build(monkeypatch, request: pytest.FixtureRequest, build: str) -> None:
-    """The C kernels of ``build``: "native" (this machine's), "portable" or "without_fma" (the
-    fixtures of those names)."""
+    """The C kernels of ``build``: "native" (this machine's), "portable" or "ssse3" (the fixtures
+    of those names)."""
     if build != "native":
         monkeypatch.setattr(native, "LIBRARY", request.getfixturevalue(f"{build}_library"))
 
 
 @needs_compiler
-@pytest.mark.parametrize("build", ["native", "portable", "without_fma"])
+@pytest.mark.parametrize("build", ["native", "portable", "ssse3"])
 def test_the_jpeg_kernel_decodes_every_grey_level_to_itself_at_quality_100(monkeypatch, request, build: str) -> None:
     """A 16 x 16 MCU of each grey level k of 0 .. 255 is coded losslessly at quality 100 (its DC
     alone, quantiser 1; chroma 128), so it decodes to k / 255 in every channel and column. The
@@ -328,7 +329,7 @@ def test_the_jpeg_kernel_decodes_every_grey_level_to_itself_at_quality_100(monke
 
 
 @needs_compiler
-@pytest.mark.parametrize("build", ["native", "portable", "without_fma"])
+@pytest.mark.parametrize("build", ["native", "portable", "ssse3"])
 def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     monkeypatch, request, build: str
 ) -> None:
@@ -339,7 +340,8 @@ def test_the_jpeg_kernel_equals_the_torch_path_at_every_padding_and_quality(
     16-bit lanes of the SIMD build must hold them as libjpeg's INT32 does); values beyond [0, 1];
     and values halfway between two levels (rounded half to even); black, white and grey images,
     whose blocks keep their DC alone (the SIMD build's shortcut, clamped at both ends at coarse
-    qualities). Every build: the SIMD DCTs (with FMA and without) and the generic int32 ones."""
+    qualities). Every build: the SIMD DCTs (with SSE4.1 and FMA, and with SSSE3 alone) and the
+    generic int32 ones."""
     _use_build(monkeypatch, request, build)
     sizes = [(1, 1), (2, 3), (3, 4), (5, 2), (9, 5), (16, 17), (17, 16), (23, 31), (33, 40)]
     generator = torch.Generator().manual_seed(0)

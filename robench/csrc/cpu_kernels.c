@@ -819,6 +819,16 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
     for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
 }
 
+/* The levels in int32 lanes lo (0-3) and hi (4-7) as int16, clamped to 0 .. 255 (top: 255 in
+ * each lane): SSE4.1's packusdw clamps at 0 as it packs. */
+static inline __m128i clamped_levels(__m128i lo, __m128i hi, __m128i top) {
+#if defined(__SSE4_1__)
+    return _mm_min_epi16(_mm_packus_epi32(lo, hi), top);
+#else
+    return _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128()), top);
+#endif
+}
+
 /* What the inverse's row pass adds to its DC input, 4112: 8192 x 4112 = 2^17 + 128 x 2^18, the
  * final descale's rounding and the levels' + 128 at once (as jidctint adds them to its DC), as
  * every output sums 8192 x the DC input. */
@@ -952,7 +962,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
                     const __m128i lo = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[0]), 18);
                     const __m128i hi = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[1]), 18);
                     _mm_storeu_si128((__m128i *)(plane + (by + y) * cols + bx),
-                                     _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(lo, hi), _mm_setzero_si128()), top));
+                                     clamped_levels(lo, hi, top));
                 }
                 continue;
             }
@@ -965,7 +975,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             idct16(v, sums);
             const __m128i top = _mm_set1_epi16(255);
             for (int i = 0; i < 8; ++i) /* clamped to 0 .. 255 */
-                v[i] = _mm_min_epi16(_mm_max_epi16(shift16(sums[i], 18), _mm_setzero_si128()), top);
+                v[i] = clamped_levels(_mm_srai_epi32(sums[i].lo, 18), _mm_srai_epi32(sums[i].hi, 18), top);
             transpose16(v);
             for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), v[r]);
         }
