@@ -479,6 +479,18 @@ def test_the_pixelate_kernel_streams_a_large_output_exactly(monkeypatch) -> None
 
 
 @needs_compiler
+def test_the_jpeg_kernel_streams_a_large_output_exactly(monkeypatch) -> None:
+    """Past 16 MiB of output per thread, in rows 16-byte aligned (widths a multiple of 4), the SIMD
+    conversion out writes with non-temporal stores: an image of 4.2 M values, at a quality whose
+    blocks take all three inverses (DC alone, 2 x 2, full)."""
+    images = torch.rand(1, 3, 1024, 1368, generator=torch.Generator().manual_seed(6))
+    images = torch.nn.functional.avg_pool2d(images, 5, stride=1, padding=2)  # smooth: shortcuts taken too
+    assert images.numel() >= 1 << 22 and images.data_ptr() % 16 == 0
+    with _torch_threads(1):  # one part: it streams
+        _same(*_both_paths(monkeypatch, lambda: [jpeg_roundtrip(images, 30)]))
+
+
+@needs_compiler
 @pytest.mark.parametrize("threads", [1, 2])
 def test_the_zoom_kernel_rounds_as_torchs_resize_kernels(monkeypatch, threads: int) -> None:
     """torch's CPU bilinear resize rounds as one of two kernels, by output size (rows plus columns

@@ -1238,16 +1238,21 @@ static inline __m128 levels_over_255(__m128 k, int fused) {
 
 /* Eight pixels' levels / 255 (rgb_levels8's bytes: red's and green's in rg, blue's in bb's low
  * half) into [0 .. 8) of the three rows: each four levels' bytes moved to the low bytes of int32
- * lanes by one pshufb (SSSE3). */
-static inline void store_rgb8(float *red_out, float *green_out, float *blue_out, __m128i rg, __m128i bb) {
+ * lanes by one pshufb (SSSE3). Streamed (movntps: the rows 16-byte aligned) if `stream`. */
+static inline __attribute__((always_inline)) void store_rgb8(float *red_out, float *green_out, float *blue_out,
+                                                             __m128i rg, __m128i bb, const int stream) {
     const __m128i spread[4] = {_mm_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1),
                                _mm_setr_epi8(4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1),
                                _mm_setr_epi8(8, -1, -1, -1, 9, -1, -1, -1, 10, -1, -1, -1, 11, -1, -1, -1),
                                _mm_setr_epi8(12, -1, -1, -1, 13, -1, -1, -1, 14, -1, -1, -1, 15, -1, -1, -1)};
     float *outs[6] = {red_out, red_out + 4, green_out, green_out + 4, blue_out, blue_out + 4};
-    for (int k = 0; k < 6; ++k)
-        _mm_storeu_ps(outs[k],
-                      levels_over_255(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), k < 2));
+    for (int k = 0; k < 6; ++k) {
+        const __m128 values = levels_over_255(_mm_cvtepi32_ps(_mm_shuffle_epi8(k < 4 ? rg : bb, spread[k % 4])), k < 2);
+        if (stream)
+            _mm_stream_ps(outs[k], values);
+        else
+            _mm_storeu_ps(outs[k], values);
+    }
 }
 #endif
 
@@ -1317,9 +1322,11 @@ static inline void upsample16(const int16_t *blue_line, const int16_t *red_line,
 /* rgb_row with the chroma upsampled on the way (upsample16), from the column sums of each chroma
  * row: no upsampled row is stored and read back. Software-pipelined, as the conversion in is (see
  * ycc_down16): 1.02x in the step, and it let two divisions of six become fused products (1.04x). */
-static void rgb_row_fancy(const int16_t *restrict luminance, const int16_t *restrict blue_line,
-                          const int16_t *restrict red_line, int64_t w, float *restrict red_out,
-                          float *restrict green_out, float *restrict blue_out) {
+static inline __attribute__((always_inline)) void rgb_row_fancy(const int16_t *restrict luminance,
+                                                                const int16_t *restrict blue_line,
+                                                                const int16_t *restrict red_line, int64_t w,
+                                                                float *restrict red_out, float *restrict green_out,
+                                                                float *restrict blue_out, const int stream) {
     int64_t c = 0;
     if (w >= 16) { /* each 16 columns' chroma upsampled, and each 8 columns' levels made, a step before use */
         __m128i up[2][2], next[2][2], rg[2], bb[2]; /* up: these 16 columns' chroma, next: the next 16's */
@@ -1329,10 +1336,10 @@ static void rgb_row_fancy(const int16_t *restrict luminance, const int16_t *rest
             const int more = c + 32 <= w; /* another 16 after these */
             upsample16(blue_line, red_line, more ? c + 16 : c, next); /* the last time: these again, unused */
             rgb_levels8(_mm_loadu_si128((const __m128i *)(luminance + c + 8)), up[0][1], up[1][1], &rg[1], &bb[1]);
-            store_rgb8(red_out + c, green_out + c, blue_out + c, rg[0], bb[0]);
+            store_rgb8(red_out + c, green_out + c, blue_out + c, rg[0], bb[0], stream);
             if (more)
                 rgb_levels8(_mm_loadu_si128((const __m128i *)(luminance + c + 16)), next[0][0], next[1][0], &rg[0], &bb[0]);
-            store_rgb8(red_out + c + 8, green_out + c + 8, blue_out + c + 8, rg[1], bb[1]);
+            store_rgb8(red_out + c + 8, green_out + c + 8, blue_out + c + 8, rg[1], bb[1], stream);
             memcpy(up, next, sizeof up);
         }
     }
@@ -1533,6 +1540,7 @@ typedef struct {
     int16_t *full[2][2];  /* chroma rows at full width: [blue, red][row of the pair] */
     int16_t *lines[2];    /* upsampling's column sums, [-1, ...) valid */
     int16_t *upsampled[2];
+    int stream; /* the SIMD conversion out's stores go past the caches (streams(); rows 16-byte aligned) */
 } jpeg_planes;
 
 /* An image x (3 planes of h x w floats) into levels: luma rows 2i, 2i + 1 and, downsampled from
@@ -1572,7 +1580,10 @@ static void jpeg_levels_out(const jpeg_planes *p, float *o) {
 #if SIMD_LANES
         if (p->cw > 2) {
             for (int k = 0; k < 2; ++k) column_sums(p->chroma[k] + near * w2, p->chroma[k] + far * w2, p->cw, p->lines[k]);
-            rgb_row_fancy(p->luma + r * p->w8, p->lines[0], p->lines[1], w, red, green, blue);
+            if (p->stream) /* each a copy with its stores fixed */
+                rgb_row_fancy(p->luma + r * p->w8, p->lines[0], p->lines[1], w, red, green, blue, 1);
+            else
+                rgb_row_fancy(p->luma + r * p->w8, p->lines[0], p->lines[1], w, red, green, blue, 0);
             continue;
         }
 #endif
@@ -1609,6 +1620,9 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         p.lines[k] = rows + (4 + k) * span + 8;
         p.upsampled[k] = rows + (6 + k) * span;
     }
+#if SIMD_LANES
+    p.stream = streams((end - begin) * 3 * h * w) && w % 4 == 0 && ((uintptr_t)out & 15) == 0; /* rows aligned */
+#endif
     /* the chroma tables' flat_range (the SIMD path's code_plane16), by quality index (-2: not yet found):
      * chroma blocks are mostly smooth (82% of the benchmark's at 224 px, severity 3, fall within
      * it), luma ones seldom (7%), so only chroma takes the test; with each the SIMD path's
@@ -1648,6 +1662,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         jpeg_levels_out(&p, o);
     }
 #if SIMD_LANES
+    if (p.stream) _mm_sfence(); /* see stream_end */
     free(quantisers);
 #endif
 #undef QUANTISER
