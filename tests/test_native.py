@@ -307,15 +307,27 @@ def ssse3_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibr
     return library
 
 
+@pytest.fixture(scope="module")
+def sse41_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
+    """The C kernels built with -mno-avx: the SIMD build of x86-64 machines with SSE4.1 but not
+    AVX (Intel's Nehalem and Westmere), whose intrinsics come from SSE4.1's own header."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("-mno-avx is an x86 option")
+    compiler = f"{os.environ.get('CC') or 'cc'} -mno-avx"
+    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("sse41"), compiler=compiler)
+    assert library.load() is not None
+    return library
+
+
 def _use_build(monkeypatch, request: pytest.FixtureRequest, build: str) -> None:
-    """The C kernels of ``build``: "native" (this machine's), "portable" or "ssse3" (the fixtures
-    of those names)."""
+    """The C kernels of ``build``: "native" (this machine's), "portable", "ssse3" or "sse41" (the
+    fixtures of those names)."""
     if build != "native":
         monkeypatch.setattr(native, "LIBRARY", request.getfixturevalue(f"{build}_library"))
 
 
 @needs_compiler
-@pytest.mark.parametrize("build", ["native", "portable", "ssse3"])
+@pytest.mark.parametrize("build", ["native", "portable", "ssse3", "sse41"])
 def test_the_jpeg_kernel_decodes_every_grey_level_to_itself_at_quality_100(monkeypatch, request, build: str) -> None:
     """A 16 x 16 MCU of each grey level k of 0 .. 255 is coded losslessly at quality 100 (its DC
     alone, quantiser 1; chroma 128), so it decodes to k / 255 in every channel and column. The

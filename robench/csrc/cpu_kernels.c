@@ -16,11 +16,15 @@
  * (with a few of SSSE3's instructions) where the machine has them (x86-64 since Intel's Core 2 and
  * AMD's Bulldozer and Jaguar), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and
  * scalar loops, as on other machines. Where it also has FMA, two of each six divisions by 255 in
- * jpeg's conversion out are fused product-sums (levels_over_255). The tests build all three
- * (portable, SIMD with FMA and without) and compare them. */
+ * jpeg's conversion out are fused product-sums (levels_over_255); where it has
+ * SSE4.1, the inverse DCTs clamp by packusdw (clamped_levels). The tests build these (portable,
+ * SIMD with SSSE3 alone, with SSE4.1 but not AVX, and this machine's) and compare them. */
 #if defined(__SSE2__) && defined(__SSSE3__) && !defined(ROBENCH_PORTABLE)
 #include <emmintrin.h>
 #include <tmmintrin.h>
+#if defined(__SSE4_1__)
+#include <smmintrin.h> /* packusdw (clamped_levels) */
+#endif
 #define SIMD_LANES 1
 #else
 #define SIMD_LANES 0
