@@ -422,13 +422,14 @@ def test_the_jpeg_kernel_keeps_every_coefficient_of_nearly_flat_chroma_blocks(mo
 
 
 @needs_compiler
-@pytest.mark.parametrize("build", ["native", "portable"])
+@pytest.mark.parametrize("build", ["native", "portable", "ssse3"])
 def test_the_pixelate_kernel_equals_the_torch_path_on_oblong_images(monkeypatch, request, build: str) -> None:
     """Heights and widths apart, each below, at and past a multiple of the kernel's 8-row bands
     and 8 x 8 tiles (short last bands, narrow planes whose small side is under 8), both tables,
     and levels outside [0, 255] (values outside [0, 1]: the box sums before the clamp). Its
     windows are all within 64 pixels, the SIMD build's int16 path (the next test takes wider
-    ones). Both builds."""
+    ones). Each build: the generic one, and the SIMD one with FMA (its small planes' / 255 fused)
+    and without."""
     _use_build(monkeypatch, request, build)
     sizes = [(7, 53), (53, 9), (8, 200), (230, 17), (129, 130)]
     generator = torch.Generator().manual_seed(3)

@@ -16,7 +16,7 @@
  * (with a few of SSSE3's instructions) where the machine has them (x86-64 since Intel's Core 2 and
  * AMD's Bulldozer and Jaguar), unless ROBENCH_PORTABLE is defined: then the generic int32 lanes and
  * scalar loops, as on other machines. Where it also has FMA, two of each six divisions by 255 in
- * jpeg's conversion out are fused product-sums (levels_over_255); where it has
+ * jpeg's conversion out, and pixelate's, are fused product-sums (levels_over_255); where it has
  * SSE4.1, the inverse DCTs clamp by packusdw (clamped_levels). The tests build these (portable,
  * SIMD with SSSE3 alone, with SSE4.1 but not AVX, and this machine's) and compare them. */
 #if defined(__SSE2__) && defined(__SSSE3__) && !defined(ROBENCH_PORTABLE)
@@ -1226,12 +1226,12 @@ static void upsample_row(const int16_t *restrict near, const int16_t *restrict f
 }
 
 #if SIMD_LANES
-/* Four levels k (whole floats, 0 .. 255) / 255, as divps rounds it, for store_rgb8. Where the
- * machine has FMA (and `fused`): k hi + k lo in one fused product-sum (hi = 1 / 255 rounded to
- * float, lo the rest, rounded), which rounds as k / 255 does for every k of 0 .. 255 (checked
- * exactly; the tests decode all 256 grey levels). store_rgb8 takes it for two of its six vectors:
- * the first Zen's divider, one divps each 4.6 cycles, bounded the conversion out, and the FMA
- * pipes are busy too (all six: no gain). */
+/* Four levels k (whole floats, -32768 .. 32767) / 255, as divps rounds it. Where the machine
+ * has FMA (and `fused`): k hi + k lo in one fused product-sum (hi = 1 / 255 rounded to float, lo
+ * the rest, rounded), which rounds as k / 255 does for every such k (checked exactly; the tests
+ * decode all 256 grey levels). store_rgb8 takes it for two of its six vectors: the first Zen's
+ * divider, one divps each 4.6 cycles, bounded the conversion out, and the FMA pipes are busy too
+ * (all six: no gain); pixelate16 for all of its small planes' values. */
 static inline __m128 levels_over_255(__m128 k, int fused) {
 #if defined(__FMA__)
     if (fused) return _mm_fmadd_ps(k, _mm_set1_ps(0x1.010102p-8f), _mm_mul_ps(k, _mm_set1_ps(-0x1.fdfdfep-33f)));
@@ -1507,7 +1507,6 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
                 for (int64_t i = 0; i < rows; ++i) _mm_storeu_si128((__m128i *)(narrow + (r0 + i) * sw8 + j0), tile[i]);
             }
         }
-        const __m128 scale = _mm_set1_ps(255.0f);
         for (int64_t k = 0; k < small_h; ++k) {
             for (int64_t j0 = 0; j0 < small_w; j0 += 8) {
                 __m128i sum = _mm_setzero_si128();
@@ -1521,8 +1520,8 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
             for (; j + 8 <= small_w; j += 8) {
                 const __m128i v = _mm_loadu_si128((const __m128i *)(levels + j));
                 const __m128i sign = _mm_srai_epi16(v, 15);
-                _mm_storeu_ps(target + j, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpacklo_epi16(v, sign)), scale));
-                _mm_storeu_ps(target + j + 4, _mm_div_ps(_mm_cvtepi32_ps(_mm_unpackhi_epi16(v, sign)), scale));
+                _mm_storeu_ps(target + j, levels_over_255(_mm_cvtepi32_ps(_mm_unpacklo_epi16(v, sign)), 1));
+                _mm_storeu_ps(target + j + 4, levels_over_255(_mm_cvtepi32_ps(_mm_unpackhi_epi16(v, sign)), 1));
             }
             for (; j < small_w; ++j) target[j] = (float)levels[j] / 255.0f;
         }
