@@ -667,9 +667,8 @@ static inline lanes8 level_lanes(lanes8 x) {
  * 4 x 8 x 128 taken off after: outputs 1 .. 7 sum weights that sum to 0), the coefficients lie
  * under 2^13, and the IDCT's first pass gives 4x a column's inverse (under 2^14 with the
  * quantisation's error, and under 2^15 with DC_BIAS added to its row 0); descale16 would
- * saturate where they did not. The
- * tests compare this path with the generic one (ROBENCH_PORTABLE) on every DCT basis function's
- * sign pattern at full contrast. */
+ * saturate where they did not. The tests compare this path with the generic one
+ * (ROBENCH_PORTABLE) on every DCT basis function's sign pattern at full contrast. */
 typedef struct {
     __m128i lo, hi; /* lanes 0-3 and 4-7, int32 */
 } pair_sums;
@@ -1325,7 +1324,8 @@ static inline void upsample16(const int16_t *blue_line, const int16_t *red_line,
 
 /* rgb_row with the chroma upsampled on the way (upsample16), from the column sums of each chroma
  * row: no upsampled row is stored and read back. Software-pipelined, as the conversion in is (see
- * ycc_down16): 1.02x in the step, and it let two divisions of six become fused products (1.04x). */
+ * ycc_down16): 1.02x in the step, and it let two divisions of six become fused products (1.04x).
+ * Its stores streamed if `stream` (store_rgb8; jpeg_levels_out calls a copy for each value). */
 static inline __attribute__((always_inline)) void rgb_row_fancy(const int16_t *restrict luminance,
                                                                 const int16_t *restrict blue_line,
                                                                 const int16_t *restrict red_line, int64_t w,
