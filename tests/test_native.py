@@ -284,14 +284,22 @@ def _basis_signs() -> torch.Tensor:
     return basis[:, None, :, None] * basis[None, :, None, :] > 0
 
 
+def _build(tmp_path_factory: pytest.TempPathFactory, name: str, flag: str, x86: bool = True) -> native.NativeLibrary:
+    """The C kernels built with the compiler flag ``flag`` in a cache of their own (``x86``: an x86
+    option, skipped elsewhere)."""
+    if x86 and platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"{flag} is an x86 option")
+    compiler = f"{os.environ.get('CC') or 'cc'} {flag}"
+    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp(name), compiler=compiler)
+    assert library.load() is not None
+    return library
+
+
 @pytest.fixture(scope="module")
 def portable_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
     """The C kernels built with ROBENCH_PORTABLE: the generic paths that machines without SSE2
     take (jpeg_compression's DCTs in int32 lanes instead of SSE2's 16-bit ones)."""
-    compiler = f"{os.environ.get('CC') or 'cc'} -DROBENCH_PORTABLE"
-    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("portable"), compiler=compiler)
-    assert library.load() is not None
-    return library
+    return _build(tmp_path_factory, "portable", "-DROBENCH_PORTABLE", x86=False)
 
 
 @pytest.fixture(scope="module")
@@ -299,24 +307,14 @@ def ssse3_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibr
     """The C kernels built with -mno-sse4.1 (so without AVX or FMA either, which build on it): the
     SIMD build of x86-64 machines with SSSE3 alone, whose conversion out divides every vector by
     255 (no FMA) and whose inverse DCTs clamp their levels at 0 with pmaxsw (no packusdw)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        pytest.skip("-mno-sse4.1 is an x86 option")
-    compiler = f"{os.environ.get('CC') or 'cc'} -mno-sse4.1"
-    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("ssse3"), compiler=compiler)
-    assert library.load() is not None
-    return library
+    return _build(tmp_path_factory, "ssse3", "-mno-sse4.1")
 
 
 @pytest.fixture(scope="module")
 def sse41_library(tmp_path_factory: pytest.TempPathFactory) -> native.NativeLibrary:
     """The C kernels built with -mno-avx: the SIMD build of x86-64 machines with SSE4.1 but not
     AVX (Intel's Nehalem and Westmere), whose intrinsics come from SSE4.1's own header."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        pytest.skip("-mno-avx is an x86 option")
-    compiler = f"{os.environ.get('CC') or 'cc'} -mno-avx"
-    library = native.NativeLibrary(cache_dir=tmp_path_factory.mktemp("sse41"), compiler=compiler)
-    assert library.load() is not None
-    return library
+    return _build(tmp_path_factory, "sse41", "-mno-avx")
 
 
 def _use_build(monkeypatch, request: pytest.FixtureRequest, build: str) -> None:
