@@ -330,9 +330,10 @@ static inline void put_floats(float *restrict dst, const float *restrict src, in
     memcpy(dst, src, (size_t)n * sizeof(float));
 }
 
-/* Orders the streamed stores before whatever the caller does next (another thread's reads). */
+/* Orders the streamed stores (put_floats' with AVX, jpeg's movntps in the SIMD build) before
+ * whatever the caller does next (another thread's reads). */
 static inline void stream_end(void) {
-#if defined(__x86_64__) && defined(__AVX__)
+#if defined(__x86_64__) && (defined(__AVX__) || SIMD_LANES)
     _mm_sfence();
 #endif
 }
@@ -691,16 +692,15 @@ static inline pair_sums sub_sums(pair_sums x, pair_sums y) {
     return (pair_sums){_mm_sub_epi32(x.lo, y.lo), _mm_sub_epi32(x.hi, y.hi)};
 }
 
-/* (x + 2^(shift - 1)) >> shift in each lane, back to int16 (saturating: never reached here) */
-static inline __m128i descale16(pair_sums x, int shift) {
-    const __m128i half = _mm_set1_epi32(1 << (shift - 1));
-    return _mm_packs_epi32(_mm_srai_epi32(_mm_add_epi32(x.lo, half), shift),
-                           _mm_srai_epi32(_mm_add_epi32(x.hi, half), shift));
-}
-
 /* x >> shift in each lane, back to int16 (descale16 with its rounding already added) */
 static inline __m128i shift16(pair_sums x, int shift) {
     return _mm_packs_epi32(_mm_srai_epi32(x.lo, shift), _mm_srai_epi32(x.hi, shift));
+}
+
+/* (x + 2^(shift - 1)) >> shift in each lane, back to int16 (saturating: never reached here) */
+static inline __m128i descale16(pair_sums x, int shift) {
+    const __m128i half = _mm_set1_epi32(1 << (shift - 1));
+    return shift16(add_sums(x, (pair_sums){half, half}), shift);
 }
 
 /* fdct_lanes on int16 lanes, descaled by `shift` (11, then 15: nothing else). */
@@ -822,9 +822,10 @@ static inline void fill_dc(int16_t *plane, int64_t cols, int64_t by, int64_t bx,
     for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), fill);
 }
 
-/* The levels in int32 lanes lo (0-3) and hi (4-7) as int16, clamped to 0 .. 255 (top: 255 in
- * each lane): SSE4.1's packusdw clamps at 0 as it packs. */
-static inline __m128i clamped_levels(__m128i lo, __m128i hi, __m128i top) {
+/* An inverse row pass's sums (DC_BIAS in them) as levels: >> 18, as int16, clamped to 0 .. 255
+ * (top: 255 in each lane). SSE4.1's packusdw clamps at 0 as it packs. */
+static inline __m128i clamped_levels(pair_sums sums, __m128i top) {
+    const __m128i lo = _mm_srai_epi32(sums.lo, 18), hi = _mm_srai_epi32(sums.hi, 18);
 #if defined(__SSE4_1__)
     return _mm_min_epi16(_mm_packus_epi32(lo, hi), top);
 #else
@@ -962,10 +963,8 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
                                          _mm_unpackhi_epi16(columns[0], columns[1])}; /* (w_y0, w_y1) in lane y % 4 */
                 for (int y = 0; y < 8; ++y) {
                     const __m128i row = _mm_shuffle_epi32(rows[y / 4], (y % 4) * 0x55); /* (w_y0, w_y1) in every lane */
-                    const __m128i lo = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[0]), 18);
-                    const __m128i hi = _mm_srai_epi32(_mm_madd_epi16(row, corner_row[1]), 18);
-                    _mm_storeu_si128((__m128i *)(plane + (by + y) * cols + bx),
-                                     clamped_levels(lo, hi, top));
+                    const pair_sums sums = {_mm_madd_epi16(row, corner_row[0]), _mm_madd_epi16(row, corner_row[1])};
+                    _mm_storeu_si128((__m128i *)(plane + (by + y) * cols + bx), clamped_levels(sums, top));
                 }
                 continue;
             }
@@ -978,7 +977,7 @@ static void code_plane16(int16_t *plane, int64_t rows, int64_t cols, const quant
             idct16(v, sums);
             const __m128i top = _mm_set1_epi16(255);
             for (int i = 0; i < 8; ++i) /* clamped to 0 .. 255 */
-                v[i] = clamped_levels(_mm_srai_epi32(sums[i].lo, 18), _mm_srai_epi32(sums[i].hi, 18), top);
+                v[i] = clamped_levels(sums[i], top);
             transpose16(v);
             for (int r = 0; r < 8; ++r) _mm_storeu_si128((__m128i *)(plane + (by + r) * cols + bx), v[r]);
         }
@@ -1665,7 +1664,7 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
         jpeg_levels_out(&p, o);
     }
 #if SIMD_LANES
-    if (p.stream) _mm_sfence(); /* see stream_end */
+    stream_end();
     free(quantisers);
 #endif
 #undef QUANTISER
