@@ -338,6 +338,36 @@ static inline void stream_end(void) {
 #endif
 }
 
+/* upscale_row's loads and permutations made once for a call: group g of eight columns loads
+ * from up_col[8g] and permutes by up_col[8g + i] - up_col[8g] (w / 8 groups; none without GCC's
+ * variable shuffle). */
+typedef struct {
+    int64_t groups;
+    int32_t *first;   /* up_col[8g] */
+    int32_t *offsets; /* [8g + i]: up_col[8g + i] - up_col[8g] */
+} upscale_plan;
+
+static upscale_plan upscale_plan_make(const int32_t *up_col, int64_t w) {
+    upscale_plan plan = {0, NULL, NULL};
+#if defined(__GNUC__) && !defined(__clang__)
+    plan.groups = w / 8;
+    plan.first = malloc((size_t)(plan.groups + 1) * sizeof(int32_t));
+    plan.offsets = malloc((size_t)(8 * plan.groups + 8) * sizeof(int32_t));
+    if (plan.first == NULL || plan.offsets == NULL) abort();
+    for (int64_t g = 0; g < plan.groups; ++g) {
+        plan.first[g] = up_col[8 * g];
+        for (int i = 0; i < 8; ++i) plan.offsets[8 * g + i] = up_col[8 * g + i] - up_col[8 * g];
+    }
+#endif
+    (void)up_col, (void)w;
+    return plan;
+}
+
+static void upscale_plan_free(upscale_plan *plan) {
+    free(plan->first);
+    free(plan->offsets);
+}
+
 /* out[c] = source[up_col[c]] for c in [0, w), up_col non-decreasing by at most 1 per column (an
  * upscale): eight columns read at most eight consecutive source values, one load and one
  * permutation (GCC's variable shuffle; elsewhere one column at a time). Reads up to 7 values past
@@ -357,15 +387,33 @@ static inline void upscale_row(const float *restrict source, float *restrict out
     for (; c < w; ++c) out[c] = source[up_col[c]];
 }
 
+/* One upscaled row by its plan (as upscale_row; see upscale_plan). */
+static inline void upscale_row_planned(const float *restrict source, float *restrict out,
+                                       const int32_t *restrict up_col, const upscale_plan *plan, int64_t w) {
+    int64_t c = 0;
+#if defined(__GNUC__) && !defined(__clang__)
+    for (int64_t g = 0; g < plan->groups; ++g, c += 8) {
+        int_lanes8 offsets;
+        memcpy(&offsets, plan->offsets + c, sizeof offsets);
+        const lanes8 picked = __builtin_shuffle(load8(source + plan->first[g]), offsets);
+        memcpy(out + c, &picked, sizeof picked);
+    }
+#endif
+    (void)plan;
+    for (; c < w; ++c) out[c] = source[up_col[c]];
+}
+
 /* Pixelate's upscale of a small plane (small_w wide) into an h x w plane y: output row r copies
  * small row up_row[r] at columns up_col, made once in `row` for the rows that repeat it. With each
  * row written, row r of the plane `next` (the next input, or NULL) is fetched into the cache: its
  * reads from memory overlap these writes instead of waiting their turn after them (at 2 threads,
  * 224 px: 1.19x). */
 static void upscale_plane(const float *small, int64_t small_w, const int32_t *up_row, const int32_t *up_col,
-                          int64_t h, int64_t w, float *restrict row, float *y, int stream, const float *next) {
+                          const upscale_plan *plan, int64_t h, int64_t w, float *restrict row, float *y, int stream,
+                          const float *next) {
     for (int64_t r = 0; r < h; ++r) {
-        if (r == 0 || up_row[r] != up_row[r - 1]) upscale_row(small + up_row[r] * small_w, row, up_col, w);
+        if (r == 0 || up_row[r] != up_row[r - 1])
+            upscale_row_planned(small + up_row[r] * small_w, row, up_col, plan, w);
         put_floats(y + r * w, row, w, stream);
         if (next != NULL) /* a line (16 floats) at a time; a hint, never a fault */
             for (int64_t c = 0; c < w; c += 16) __builtin_prefetch(next + r * w + c, 0, 3);
@@ -424,6 +472,7 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
     int32_t *low = narrow + h * small_w;
     float *row = small + small_h * small_w + 8; /* the upscaled row, written to each row that repeats it */
     const int stream = streams((end - begin) * h * w);
+    upscale_plan plan = upscale_plan_make(up_col, w);
     for (int64_t p = begin; p < end; ++p) {
         const float *restrict x = images + p * h * w;
         for (int64_t r0 = 0; r0 < h; r0 += 8) {
@@ -455,10 +504,11 @@ void robench_pixelate(const float *images, float *out, int64_t begin, int64_t en
         }
         box_pass(narrow, low, small_h, small_w, row_lo, row_hi, row_weight);
         for (int64_t i = 0; i < small_h * small_w; ++i) small[i] = (float)low[i] / 255.0f;
-        upscale_plane(small, small_w, up_row, up_col, h, w, row, out + p * h * w, stream,
+        upscale_plane(small, small_w, up_row, up_col, &plan, h, w, row, out + p * h * w, stream,
                       p + 1 < end ? x + h * w : NULL);
     }
     stream_end();
+    upscale_plan_free(&plan);
     free(band);
     free(small);
 }
@@ -1441,38 +1491,67 @@ static inline __m128i weigh16(__m128i sum, const weight16 *weight) {
  * over no prefetch, 1.03x over a band ahead) */
 #define PIXELATE_AHEAD 32
 
-/* robench_pixelate in int16 lanes (windows_fit16 both passes): the levels of 8-row bands made
- * and transposed in 8 x 8 tiles in registers, so that each column's eight rows share one, summed
- * over each small column's window and weighted; transposed back into rows, summed over each
- * small row's window, weighted, / 255, upscaled. Equal to the int32 path while the sums fit int16
- * (levels in [-510, 510], windows up to 64 wide). */
+/* One box pass of pixelate16 over `count` vectors: out[n] = weigh16(sum of the `width` taps
+ * in[n * in_step + t * tap_step], t < width) (int16 element strides), each pass's window and
+ * weight fixed, so its constants stay in registers and its width's taps unrolled. */
+static inline void box_run16(const int16_t *in, int64_t tap_step, int32_t width, const weight16 *weight,
+                             int16_t *out, int64_t in_step, int64_t out_step, int64_t count) {
+    const __m128i zero = _mm_setzero_si128(), top = _mm_set1_epi16(255);
+    if (weight->exact && (width == 2 || width == 3)) { /* pixelate's common windows */
+        const __m128i add = weight->add, mul = weight->mul;
+        const __m128i third = _mm_set1_epi16((int16_t)(2 - width)); /* -1 for a third tap */
+        for (int64_t n = 0; n < count; ++n, in += in_step, out += out_step) {
+            const __m128i two = _mm_add_epi16(_mm_loadu_si128((const __m128i *)in),
+                                              _mm_loadu_si128((const __m128i *)(in + tap_step)));
+            const __m128i last = _mm_and_si128(_mm_loadu_si128((const __m128i *)(in + 2 * tap_step)), third);
+            const __m128i sum = _mm_add_epi16(two, last);
+            const __m128i level = _mm_mulhi_epu16(_mm_add_epi16(_mm_max_epi16(sum, zero), add), mul);
+            _mm_storeu_si128((__m128i *)out, _mm_min_epi16(level, top));
+        }
+        return;
+    }
+    for (int64_t n = 0; n < count; ++n, in += in_step, out += out_step) {
+        __m128i sum = zero;
+        for (int32_t t = 0; t < width; ++t)
+            sum = _mm_add_epi16(sum, _mm_loadu_si128((const __m128i *)(in + t * tap_step)));
+        _mm_storeu_si128((__m128i *)out, weigh16(sum, weight));
+    }
+}
+
+/* robench_pixelate in int16 lanes (windows_fit16 both passes): a plane's levels made in 8-row
+ * bands and transposed in 8 x 8 tiles in registers, so that each column's eight rows share one;
+ * summed over each small column's window and weighted, one small column at a time down all the
+ * bands (box_run16); transposed back into rows, summed over each small row's window, weighted,
+ * / 255, upscaled. Equal to the int32 path while the sums fit int16 (levels in [-510, 510],
+ * windows up to 64 wide). */
 static void pixelate16(const float *images, float *out, int64_t begin, int64_t end, int64_t h, int64_t w,
                        int64_t small_h, int64_t small_w, const int32_t *col_lo, const int32_t *col_hi,
                        const int32_t *col_weight, const int32_t *row_lo, const int32_t *row_hi,
                        const int32_t *row_weight, const int32_t *up_row, const int32_t *up_col) {
-    const int64_t w8 = (w + 7) / 8 * 8, sw8 = (small_w + 7) / 8 * 8;
-    int16_t *columns = calloc((size_t)(8 * w8 + 8 + 8 * sw8 + h * sw8 + small_h * sw8), sizeof(int16_t));
+    const int64_t w8 = (w + 7) / 8 * 8, sw8 = (small_w + 7) / 8 * 8, bands = (h + 7) / 8;
+    /* + 8 * 2: a window's third tap, masked off, may be read past the last column (or row) */
+    int16_t *columns = calloc(
+        (size_t)(bands * 8 * w8 + 16 + bands * 8 * sw8 + (8 * bands + 2) * sw8 + small_h * sw8), sizeof(int16_t));
     float *small = malloc((size_t)(small_h * small_w + 8 + w) * sizeof(float)); /* + 8: upscale_row reads ahead */
     weight16 *across = weights16(col_weight, col_lo, col_hi, small_w), *down = weights16(row_weight, row_lo, row_hi, small_h);
     if (columns == NULL || small == NULL) abort();
-    /* + 8: a window's third column, masked off, may be read one past the last column */
-    int16_t *picked = columns + 8 * w8 + 8, *narrow = picked + 8 * sw8, *low = narrow + h * sw8;
+    int16_t *picked = columns + bands * 8 * w8 + 16, *narrow = picked + bands * 8 * sw8;
+    int16_t *low = narrow + (8 * bands + 2) * sw8;
     float *row = small + small_h * small_w + 8; /* the upscaled row, written to each row that repeats it */
     const int stream = streams((end - begin) * h * w);
+    upscale_plan plan = upscale_plan_make(up_col, w);
     for (int64_t p = begin; p < end; ++p) {
         const float *restrict x = images + p * h * w;
         for (int64_t r0 = 0; r0 < h; r0 += 8) {
             const int64_t rows = h - r0 < 8 ? h - r0 : 8; /* a short last band: its other lanes hold 0 */
+            int16_t *band = columns + r0 * w8;
             for (int64_t c0 = 0; c0 < w; c0 += 8) {
                 __m128i tile[8];
-                if (c0 + 8 <= w) {
+                if (c0 + 8 <= w && rows == 8) {
+                    for (int64_t i = 0; i < 8; ++i) tile[i] = raw_levels16(x + (r0 + i) * w + c0);
+                } else if (c0 + 8 <= w) {
                     for (int64_t i = 0; i < 8; ++i)
                         tile[i] = i < rows ? raw_levels16(x + (r0 + i) * w + c0) : _mm_setzero_si128();
-                    if (c0 % 16 == 0) /* rows ahead (the next plane's past h), a line per 16 columns */
-                        for (int64_t i = PIXELATE_AHEAD - 8; i < PIXELATE_AHEAD; ++i) {
-                            const uintptr_t ahead = (uintptr_t)x + (uintptr_t)(((r0 + i) * w + c0) * 4);
-                            _mm_prefetch((const char *)ahead, _MM_HINT_T0); /* a hint: never faults */
-                        }
                 } else { /* the last columns: past w, 0 */
                     int16_t part[8][8] = {{0}};
                     for (int64_t i = 0; i < rows; ++i)
@@ -1482,37 +1561,30 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
                         }
                     for (int i = 0; i < 8; ++i) tile[i] = _mm_loadu_si128((const __m128i *)part[i]);
                 }
+                if (c0 % 16 == 0 && c0 + 8 <= w) /* rows ahead (the next plane's past h), a line per 16 columns */
+                    for (int64_t i = PIXELATE_AHEAD - 8; i < PIXELATE_AHEAD; ++i) {
+                        const uintptr_t ahead = (uintptr_t)x + (uintptr_t)(((r0 + i) * w + c0) * 4);
+                        _mm_prefetch((const char *)ahead, _MM_HINT_T0); /* a hint: never faults */
+                    }
                 transpose16(tile);
-                for (int i = 0; i < 8; ++i) _mm_storeu_si128((__m128i *)(columns + 8 * (c0 + i)), tile[i]);
+                for (int i = 0; i < 8; ++i) _mm_storeu_si128((__m128i *)(band + 8 * (c0 + i)), tile[i]);
             }
-            for (int64_t j = 0; j < small_w; ++j) {
-                const int32_t width = col_hi[j] - col_lo[j];
-                const __m128i *c = (const __m128i *)(columns + 8 * col_lo[j]);
-                __m128i sum;
-                if (width == 2 || width == 3) { /* without a branch between them (they alternate irregularly) */
-                    const __m128i third = _mm_set1_epi16((int16_t)(2 - width)); /* -1 for a third column */
-                    sum = _mm_add_epi16(_mm_add_epi16(_mm_loadu_si128(c), _mm_loadu_si128(c + 1)),
-                                        _mm_and_si128(_mm_loadu_si128(c + 2), third));
-                } else {
-                    sum = _mm_setzero_si128();
-                    for (int32_t k = 0; k < width; ++k) sum = _mm_add_epi16(sum, _mm_loadu_si128(c + k));
-                }
-                _mm_storeu_si128((__m128i *)(picked + 8 * j), weigh16(sum, across + j));
-            }
-            for (int64_t j0 = 0; j0 < small_w; j0 += 8) { /* rows of narrow padded to sw8 */
+        }
+        for (int64_t j = 0; j < small_w; ++j) /* down the bands: picked[band][j] */
+            box_run16(columns + 8 * col_lo[j], 8, col_hi[j] - col_lo[j], across + j, picked + 8 * j, 8 * w8, 8 * sw8,
+                      bands);
+        for (int64_t r0 = 0; r0 < h; r0 += 8) { /* rows of narrow padded to sw8 */
+            const int64_t rows = h - r0 < 8 ? h - r0 : 8;
+            for (int64_t j0 = 0; j0 < small_w; j0 += 8) {
                 __m128i tile[8];
-                for (int i = 0; i < 8; ++i) tile[i] = _mm_loadu_si128((const __m128i *)(picked + 8 * (j0 + i)));
+                for (int i = 0; i < 8; ++i)
+                    tile[i] = _mm_loadu_si128((const __m128i *)(picked + r0 * sw8 + 8 * (j0 + i)));
                 transpose16(tile);
                 for (int64_t i = 0; i < rows; ++i) _mm_storeu_si128((__m128i *)(narrow + (r0 + i) * sw8 + j0), tile[i]);
             }
         }
         for (int64_t k = 0; k < small_h; ++k) {
-            for (int64_t j0 = 0; j0 < small_w; j0 += 8) {
-                __m128i sum = _mm_setzero_si128();
-                for (int32_t i = row_lo[k]; i < row_hi[k]; ++i)
-                    sum = _mm_add_epi16(sum, _mm_loadu_si128((const __m128i *)(narrow + i * sw8 + j0)));
-                _mm_storeu_si128((__m128i *)(low + k * sw8 + j0), weigh16(sum, down + k));
-            }
+            box_run16(narrow + row_lo[k] * sw8, sw8, row_hi[k] - row_lo[k], down + k, low + k * sw8, 8, 8, sw8 / 8);
             const int16_t *levels = low + k * sw8;
             float *target = small + k * small_w;
             int64_t j = 0;
@@ -1524,10 +1596,11 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
             }
             for (; j < small_w; ++j) target[j] = (float)levels[j] / 255.0f;
         }
-        upscale_plane(small, small_w, up_row, up_col, h, w, row, out + p * h * w, stream,
+        upscale_plane(small, small_w, up_row, up_col, &plan, h, w, row, out + p * h * w, stream,
                       p + 1 < end ? x + h * w : NULL);
     }
     stream_end();
+    upscale_plan_free(&plan);
     free(columns);
     free(small);
     free(across);
