@@ -418,11 +418,19 @@ static inline void put_floats_fetching(float *restrict dst, const float *restric
             _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
             _mm256_stream_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
         }
+        if (i + 8 <= n) {
+            _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+            i += 8;
+        }
     } else {
         for (; i + 16 <= n; i += 16) {
             __builtin_prefetch(ahead + i, 0, 3);
             _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
             _mm256_storeu_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
+        }
+        if (i + 8 <= n) {
+            _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+            i += 8;
         }
     }
     for (; i < n; ++i) dst[i] = src[i];
@@ -1601,14 +1609,13 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
         for (int64_t j = 0; j < small_w; ++j) /* down the bands: picked[band][j] */
             box_run16(columns + 8 * col_lo[j], 8, col_hi[j] - col_lo[j], across + j, picked + 8 * j, 8 * w8, 8 * sw8,
                       bands);
-        for (int64_t r0 = 0; r0 < h; r0 += 8) { /* rows of narrow padded to sw8 */
-            const int64_t rows = h - r0 < 8 ? h - r0 : 8;
+        for (int64_t r0 = 0; r0 < h; r0 += 8) { /* rows of narrow padded to sw8; those past h unread */
             for (int64_t j0 = 0; j0 < small_w; j0 += 8) {
                 __m128i tile[8];
                 for (int i = 0; i < 8; ++i)
                     tile[i] = _mm_loadu_si128((const __m128i *)(picked + r0 * sw8 + 8 * (j0 + i)));
                 transpose16(tile);
-                for (int64_t i = 0; i < rows; ++i) _mm_storeu_si128((__m128i *)(narrow + (r0 + i) * sw8 + j0), tile[i]);
+                for (int i = 0; i < 8; ++i) _mm_storeu_si128((__m128i *)(narrow + (r0 + i) * sw8 + j0), tile[i]);
             }
         }
         for (int64_t k = 0; k < small_h; ++k) {
