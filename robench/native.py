@@ -39,6 +39,12 @@ FLAGS = ("-O3", "-march=native", "-std=c99", "-ffp-contract=off", "-fno-trapping
 LIBRARIES = ("-lm",)
 # below this many elements a call runs on the calling thread (a hand-off costs some 20 us)
 _PARALLEL_MIN = 1 << 15
+# parallel's chunks: at most this many a thread, each of at least _CHUNK_MIN_COST elements. The
+# kernels that stream their output (pixelate, jpeg_compression; their cost is their output) decide
+# by each call's share against 2^22 floats (STREAM_MIN_FLOATS in cpu_kernels.c), so chunks that
+# large keep the decision the call as a whole would take.
+_CHUNKS_PER_THREAD = 4
+_CHUNK_MIN_COST = 1 << 22
 
 _c_int64, _c_int, _p = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
 _SIGNATURES = {
@@ -167,8 +173,11 @@ def available(device: torch.device) -> bool:
 
 
 def parallel(work: Callable[[int, int], object], total: int, cost: int) -> None:
-    """``work(begin, end)`` over ``[0, total)`` split among ``torch.get_num_threads()`` threads,
-    or on this thread when ``cost`` (elements touched) is small."""
+    """``work(begin, end)`` over ``[0, total)`` on ``torch.get_num_threads()`` threads, or on this
+    thread when ``cost`` (elements touched) is small. Large calls go in up to
+    ``_CHUNKS_PER_THREAD`` chunks a thread, each thread taking the next chunk left as it finishes
+    one: a thread slowed by the machine (a vCPU that another guest holds) then does less of the
+    batch instead of holding the call back until its fixed half is done."""
     global _POOL
     threads = min(torch.get_num_threads(), total)
     if threads <= 1 or cost < _PARALLEL_MIN:
@@ -178,9 +187,32 @@ def parallel(work: Callable[[int, int], object], total: int, cost: int) -> None:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="robench-cpu")
         pool = _POOL
-    bounds = [total * i // threads for i in range(threads + 1)]
-    futures = [pool.submit(work, begin, end) for begin, end in zip(bounds[1:-1], bounds[2:])]
-    work(bounds[0], bounds[1])  # the calling thread takes the first part
+    chunks = min(total, threads * _CHUNKS_PER_THREAD)
+    while chunks > threads and (total // chunks) * cost < _CHUNK_MIN_COST * total:  # its smallest chunk
+        chunks -= 1
+    bounds = [total * i // chunks for i in range(chunks + 1)]
+    claimed = iter(range(chunks))
+    claim = threading.Lock()
+    failed = threading.Event()  # a chunk raised: the threads claim no more
+
+    def drain() -> None:
+        while not failed.is_set():
+            with claim:
+                index = next(claimed, None)
+            if index is None:
+                return
+            try:
+                work(bounds[index], bounds[index + 1])
+            except BaseException:
+                failed.set()
+                raise
+
+    futures = [pool.submit(drain) for _ in range(threads - 1)]
+    try:
+        drain()  # the calling thread takes chunks too
+    finally:
+        for future in futures:  # none left writing once this returns, even after an error here
+            future.exception()
     for future in futures:
         future.result()
 

@@ -7,6 +7,8 @@ import logging
 import os
 import platform
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -476,6 +478,79 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _parallel_calls(total: int, cost: int, work: Callable[[int, int], object] | None = None) -> list[tuple]:
+    """native.parallel's calls of its work on two threads: (ran on the calling thread, begin, end)."""
+    caller, calls = threading.current_thread(), []
+
+    def record(begin: int, end: int) -> None:
+        calls.append((threading.current_thread() is caller, begin, end))
+        if work is not None:
+            work(begin, end)
+
+    with _torch_threads(2):
+        native.parallel(record, total, cost)
+    return calls
+
+
+def test_parallel_covers_every_index_once_in_chunks_of_at_least_the_streaming_share() -> None:
+    """Large calls go in up to four chunks a thread; each keeps at least 2^22 values of cost (the
+    streaming kernels' threshold) where the call's halves would, and small calls stay whole."""
+    plane = 224 * 224
+    chunks = sorted(call[1:] for call in _parallel_calls(768, 768 * plane))  # pixelate, 256 images at 224 px
+    assert chunks == [(96 * i, 96 * (i + 1)) for i in range(8)]
+    # 251 planes: thirds would leave one of 83 planes (4.16 M values) short of 2^22 = 4.19 M
+    assert sorted(call[1:] for call in _parallel_calls(251, 251 * plane)) == [(0, 125), (125, 251)]
+    assert sorted(call[1:] for call in _parallel_calls(7, 1 << 40)) == [(i, i + 1) for i in range(7)]
+    assert _parallel_calls(10, 1000) == [(True, 0, 10)]  # below the hand-off's cost: one call, this thread
+
+
+def test_parallel_gives_a_slow_threads_chunks_to_the_other() -> None:
+    """A thread held up (its vCPU taken by another guest) does one chunk while the other does the
+    rest, instead of each doing its fixed half."""
+    caller = threading.current_thread()
+
+    def work(begin: int, end: int) -> None:
+        time.sleep(0.001 if threading.current_thread() is caller else 0.5)
+
+    calls = _parallel_calls(8, 1 << 40, work)
+    assert sorted(call[1:] for call in calls) == [(i, i + 1) for i in range(8)]
+    assert [call[0] for call in calls].count(False) == 1
+
+
+def test_parallel_raises_a_chunks_error_once_no_chunk_runs() -> None:
+    """An error in one chunk stops the claiming of more and is raised after the chunks in flight
+    have finished (none writes after the call returns)."""
+    caller, running, finished = threading.current_thread(), [0], []
+
+    def work(begin: int, end: int) -> None:
+        if threading.current_thread() is caller:
+            time.sleep(0.05)  # the other thread's first chunk is under way
+            raise ValueError("a bad chunk")
+        running[0] += 1
+        time.sleep(0.2)
+        running[0] -= 1
+        finished.append(begin)
+
+    with pytest.raises(ValueError, match="a bad chunk"):
+        _parallel_calls(8, 1 << 40, work)
+    assert running[0] == 0 and len(finished) == 1  # its chunk finished; no more were claimed
+
+
+@needs_compiler
+@pytest.mark.usefixtures("blur_in_c_at_every_width")
+@pytest.mark.parametrize("name", IN_C + PARTLY_IN_C + SUMMED_IN_C + ("snow", "glass_blur", "elastic_transform"))
+def test_kernels_give_the_same_pixels_in_any_chunks(monkeypatch, name: str) -> None:
+    """Every C kernel, its batch split into chunks of one or two items on two threads, equals
+    the same call on one thread (nothing in a kernel depends on where its part begins)."""
+    make = _every_severity(name, (7, 40))
+    with _torch_threads(1):
+        whole = make()
+    monkeypatch.setattr(native, "_PARALLEL_MIN", 1)
+    monkeypatch.setattr(native, "_CHUNK_MIN_COST", 1)
+    with _torch_threads(2):
+        _same(make(), whole)
 
 
 @needs_compiler
