@@ -79,8 +79,8 @@ def poisson(rows: torch.Tensor, k: torch.Tensor, sampler) -> torch.Tensor:
     function = native.LIBRARY.load().robench_poisson
 
     def elements(begin: int, end: int) -> None:
-        function(rows.data_ptr(), k.data_ptr(), sampler.guide.data_ptr(), sampler.thresholds.data_ptr(),
-                 sampler.cumulative.data_ptr(), out.data_ptr(), begin, end, sampler.GUIDE_BITS)
+        function(rows.data_ptr(), k.data_ptr(), sampler.cpu_guide.data_ptr(), sampler.walk.data_ptr(),
+                 sampler.width, out.data_ptr(), begin, end, sampler.CPU_GUIDE_BITS)
 
     native.parallel(elements, k.numel(), k.numel())
     return out
@@ -101,8 +101,8 @@ def shot_noise(images: torch.Tensor, first_row: torch.Tensor, photons: torch.Ten
     def rows(begin: int, end: int) -> None:
         outside.append(function(
             images.data_ptr(), seeds.data_ptr(), call, first_row.data_ptr(), photons.data_ptr(),
-            sampler.guide.data_ptr(), sampler.thresholds.data_ptr(), sampler.cumulative.data_ptr(), out.data_ptr(),
-            begin, end, size, sampler.GUIDE_BITS))
+            sampler.cpu_guide.data_ptr(), sampler.walk.data_ptr(), sampler.width, out.data_ptr(),
+            begin, end, size, sampler.CPU_GUIDE_BITS))
 
     native.parallel(rows, batch, images.numel())
     if sum(outside):

@@ -69,8 +69,8 @@ _SIGNATURES = {
     "robench_affine_f64": (_p, _p, _p, _p, _c_int64, _c_int64, _c_int64),
     "robench_chamfer_distance": (_p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_spatter_water": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
-    "robench_poisson": (_p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int),
-    "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int),
+    "robench_poisson": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _c_int64, _c_int),
+    "robench_shot_noise": (_p, _p, _c_int64, _p, _p, _p, _p, _c_int64, _p, _c_int64, _c_int64, _c_int64, _c_int),
 }
 _RESULTS = {"robench_shot_noise": _c_int64}
 
