@@ -411,38 +411,45 @@ static inline void upscale_row_planned(const float *restrict source, float *rest
     for (; c < w; ++c) out[c] = source[up_col[c]];
 }
 
+#if defined(__x86_64__) && defined(__AVX__)
+/* Eight floats from src to dst, streamed (dst 32-byte aligned) if `stream`, a constant at each call. */
+static inline __attribute__((always_inline)) void put8(float *dst, const float *src, const int stream) {
+    if (stream)
+        _mm256_stream_ps(dst, _mm256_loadu_ps(src));
+    else
+        _mm256_storeu_ps(dst, _mm256_loadu_ps(src));
+}
+
+/* put_floats_fetching's body, `stream` a constant at each call. */
+static inline __attribute__((always_inline)) void put_rows_fetching(float *restrict dst, const float *restrict src,
+                                                                    int64_t n, const float *ahead, const int stream) {
+    int64_t i = 0;
+    if (stream)
+        for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
+    __builtin_prefetch(ahead, 0, 3);
+    for (; i + 16 <= n; i += 16) {
+        __builtin_prefetch(ahead + i, 0, 3);
+        put8(dst + i, src + i, stream);
+        put8(dst + i + 8, src + i + 8, stream);
+    }
+    if (i + 8 <= n) {
+        put8(dst + i, src + i, stream);
+        i += 8;
+    }
+    for (; i < n; ++i) dst[i] = src[i];
+    __builtin_prefetch(ahead + n - 1, 0, 3);
+}
+#endif
+
 /* put_floats for pixelate's rows, with each line (16 floats) of the n floats at `ahead` fetched
  * into the cache as it goes (a hint, never a fault): one loop for both. */
 static inline void put_floats_fetching(float *restrict dst, const float *restrict src, int64_t n, int stream,
                                        const float *ahead) {
 #if defined(__x86_64__) && defined(__AVX__)
-    int64_t i = 0;
     if (stream)
-        for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
-    __builtin_prefetch(ahead, 0, 3);
-    if (stream) {
-        for (; i + 16 <= n; i += 16) {
-            __builtin_prefetch(ahead + i, 0, 3);
-            _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-            _mm256_stream_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
-        }
-        if (i + 8 <= n) {
-            _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-            i += 8;
-        }
-    } else {
-        for (; i + 16 <= n; i += 16) {
-            __builtin_prefetch(ahead + i, 0, 3);
-            _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-            _mm256_storeu_ps(dst + i + 8, _mm256_loadu_ps(src + i + 8));
-        }
-        if (i + 8 <= n) {
-            _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
-            i += 8;
-        }
-    }
-    for (; i < n; ++i) dst[i] = src[i];
-    __builtin_prefetch(ahead + n - 1, 0, 3);
+        put_rows_fetching(dst, src, n, ahead, 1);
+    else
+        put_rows_fetching(dst, src, n, ahead, 0);
 #else
     put_floats(dst, src, n, stream);
     for (int64_t c = 0; c < n; c += 16) __builtin_prefetch(ahead + c, 0, 3);
