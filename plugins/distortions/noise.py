@@ -168,8 +168,8 @@ class _PoissonInverse:
             self.walk = torch.stack([thresholds, cumulative[:, :width]], dim=-1).flatten()
             shift = 24 - self.CPU_GUIDE_BITS
             starts = torch.arange(1 << self.CPU_GUIDE_BITS, dtype=torch.int64) << shift
-            guide = torch.stack([torch.searchsorted(v, starts, right=True) for v in distinct])
-            self.cpu_guide = guide.to(torch.int16).flatten()
+            self.cpu_guide = torch.stack([torch.searchsorted(v, starts, right=True) for v in distinct])
+            self.cpu_guide = self.cpu_guide.to(torch.int16).flatten()
 
     def __call__(self, rows: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Samples (int32, ``k``'s shape) for int32 ``rows`` (``s * 256 + level``) and int32
