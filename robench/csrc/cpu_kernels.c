@@ -323,22 +323,7 @@ static inline void transpose8(int_lanes8 r[8]) {
 
 static inline int streams(int64_t floats) { return floats >= STREAM_MIN_FLOATS; }
 
-/* dst[0 .. n) = src[0 .. n) (src a row in cache), streamed if `stream` and the target allows. */
-static inline void put_floats(float *restrict dst, const float *restrict src, int64_t n, int stream) {
-#if defined(__x86_64__) && defined(__AVX__)
-    if (stream) {
-        int64_t i = 0;
-        for (; i < n && ((uintptr_t)(dst + i) & 31); ++i) dst[i] = src[i];
-        for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-        for (; i < n; ++i) dst[i] = src[i];
-        return;
-    }
-#endif
-    (void)stream;
-    memcpy(dst, src, (size_t)n * sizeof(float));
-}
-
-/* Orders the streamed stores (put_floats' with AVX, jpeg's movntps in the SIMD build) before
+/* Orders the streamed stores (pixelate's with AVX, jpeg's movntps in the SIMD build) before
  * whatever the caller does next (another thread's reads). */
 static inline void stream_end(void) {
 #if defined(__x86_64__) && (defined(__AVX__) || SIMD_LANES)
@@ -441,8 +426,9 @@ static inline __attribute__((always_inline)) void put_rows_fetching(float *restr
 }
 #endif
 
-/* put_floats for pixelate's rows, with each line (16 floats) of the n floats at `ahead` fetched
- * into the cache as it goes (a hint, never a fault): one loop for both. */
+/* dst[0 .. n) = src[0 .. n) (src a row in cache), streamed if `stream` (with AVX: from dst's
+ * first 32-byte boundary on), each line (16 floats) of the n floats at `ahead` fetched into the
+ * cache as it goes (a hint, never a fault): one loop for both. */
 static inline void put_floats_fetching(float *restrict dst, const float *restrict src, int64_t n, int stream,
                                        const float *ahead) {
 #if defined(__x86_64__) && defined(__AVX__)
@@ -451,7 +437,8 @@ static inline void put_floats_fetching(float *restrict dst, const float *restric
     else
         put_rows_fetching(dst, src, n, ahead, 0);
 #else
-    put_floats(dst, src, n, stream);
+    (void)stream;
+    memcpy(dst, src, (size_t)n * sizeof(float));
     for (int64_t c = 0; c < n; c += 16) __builtin_prefetch(ahead + c, 0, 3);
 #endif
 }
