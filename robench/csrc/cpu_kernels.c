@@ -1585,9 +1585,7 @@ static void pixelate16(const float *images, float *out, int64_t begin, int64_t e
             int16_t *band = columns + r0 * w8;
             for (int64_t c0 = 0; c0 < w; c0 += 8) {
                 __m128i tile[8];
-                if (c0 + 8 <= w && rows == 8) {
-                    for (int64_t i = 0; i < 8; ++i) tile[i] = raw_levels16(x + (r0 + i) * w + c0);
-                } else if (c0 + 8 <= w) {
+                if (c0 + 8 <= w) {
                     for (int64_t i = 0; i < 8; ++i)
                         tile[i] = i < rows ? raw_levels16(x + (r0 + i) * w + c0) : _mm_setzero_si128();
                 } else { /* the last columns: past w, 0 */
