@@ -258,12 +258,13 @@ def fog(images: torch.Tensor, plasma: torch.Tensor, strength: float | torch.Tens
     return out
 
 
-def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
+                clamp: bool = False) -> torch.Tensor:
     """``blur.motion_blur`` on the CPU as the reference computes it: for float32 ``(B, C, H, W)``
     images, each image's float64 weights ``(B, K)`` (zero where a tap is not used) and int64 row and
     column offsets ``(B, K)``, the float64 sum over taps of weight times the image shifted by the
     offsets with edges replicated, rounded to float32 (not the torch path's FFT: values agree to
-    float32 rounding, not bit for bit)."""
+    float32 rounding, not bit for bit); clamped to [0, 1] as each row is written if ``clamp``."""
     images = images.contiguous()
     weights, dy, dx = (t.contiguous() for t in (weights.to(torch.float64), dy.to(torch.int64), dx.to(torch.int64)))
     out = torch.empty_like(images)
@@ -272,7 +273,7 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, d
 
     def planes(begin: int, end: int) -> None:
         function(images.data_ptr(), out.data_ptr(), weights.data_ptr(), dy.data_ptr(), dx.data_ptr(), begin, end, c,
-                 h, w, weights.shape[1])
+                 h, w, weights.shape[1], clamp)
 
     if images.numel():
         native.parallel(planes, b * c, images.numel() * weights.shape[1])

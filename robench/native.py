@@ -61,7 +61,7 @@ _SIGNATURES = {
                               _c_int64, _c_int64),
     "robench_gaussian_blur_f64": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
                                   _c_int64, _c_int64),
-    "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int),
     "robench_defocus": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _p, _c_int64, ctypes.c_float, _p, _p, _p,
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_frost": (*(_p,) * 11, _c_int64, _c_int64, _c_int64),

@@ -170,6 +170,19 @@ def test_the_blur_kernels_clamp_equals_clamping_afterwards(dtype: torch.dtype) -
     assert torch.equal(clamped, blurred.clamp_(0.0, 1.0))
 
 
+@needs_compiler
+def test_the_motion_blur_kernels_clamp_equals_clamping_afterwards() -> None:
+    """``clamp=True`` clamps each row as C writes it: the same values as ``clamp_(0, 1)`` after.
+    Steep angles and kernels longer than the image: taps shifted past every border."""
+    images = torch.rand(4, 2, 11, 29, generator=torch.Generator().manual_seed(5)) * 2 - 0.5
+    weights = blur.motion_weights(blur._MOTION["imagenet-c"], torch.tensor([1, 3, 5, 2]), torch.device("cpu"))
+    angles = torch.tensor([-45.0, 10.0, 45.0, 90.0])
+    clamped = blur.motion_blur(images, weights, angles, clamp=True)
+    blurred = blur.motion_blur(images, weights, angles)
+    assert (blurred < 0).any() and (blurred > 1).any()  # the clamp has work to do
+    assert torch.equal(clamped, blurred.clamp_(0.0, 1.0))
+
+
 DISKS = blur._DEFOCUS["imagenet-c"] + blur._DEFOCUS["cifar-10-c"]
 
 

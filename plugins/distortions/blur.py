@@ -156,7 +156,7 @@ class MotionBlur(_device.WholeBatchInC, MixedPass):
     def apply_mixed(self, images: torch.Tensor, severities: torch.Tensor, rng: BatchRNG) -> torch.Tensor:
         angle = rng.uniform(1)[:, 0] * 90 - 45
         weights = motion_weights(_MOTION[self.table(*images.shape[-2:])], severities, images.device)
-        return motion_blur(images, weights, angle).clamp_(0.0, 1.0)
+        return motion_blur(images, weights, angle, clamp=True)
 
 
 class ZoomBlur(_device.WholeBatchInC, Distortion):
@@ -200,7 +200,7 @@ class ZoomBlur(_device.WholeBatchInC, Distortion):
         return (total / counts).clamp_(0.0, 1.0)
 
 
-def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor, clamp: bool = False) -> torch.Tensor:
     """The reference's ``_motion_blur`` for ``(B, C, H, W)`` images and one angle (degrees) per
     image: a weighted sum of the image shifted along the angle with edges replicated, stopping
     where a shift leaves the image. Computed as one FFT convolution of the edge-padded images
@@ -208,7 +208,8 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     reference's direct sum, the shifts read in place.
 
     ``weights``: float64 ``(B, K)``, image ``b``'s weight of the shift by ``k`` pixels
-    (:func:`motion_weights`; zeros past an image's own kernel length)."""
+    (:func:`motion_weights`; zeros past an image's own kernel length). ``clamp``: clamp the result
+    to [0, 1] (in C, as each row is written: no second pass)."""
     b, c, h, w = images.shape
     width = weights.shape[1]
     steps = torch.arange(width, device=images.device, dtype=torch.float64)
@@ -217,7 +218,7 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     dx = -torch.ceil(steps[None] * torch.cos(rad)[:, None] - 0.5).to(torch.int64)
     inside = ((dy.abs() < h) & (dx.abs() < w)).cumprod(1)  # the reference stops at the first exit
     if native.takes(images):  # the reference's direct sum, a row at a time in C
-        return cpu_kernels.motion_blur(images, weights * inside, dy, dx)
+        return cpu_kernels.motion_blur(images, weights * inside, dy, dx, clamp)
     reach = min(width, max(h, w))
     dy, dx = dy.clamp(-reach, reach), dx.clamp(-reach, reach)
     kernel = torch.zeros(b, 2 * reach + 1, 2 * reach + 1, dtype=torch.float64, device=images.device)
@@ -228,7 +229,8 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, angle: torch.Tensor
     spectrum = torch.fft.rfft2(kernel.to(images.dtype), s=size)[:, None]
     out = torch.fft.irfft2(torch.fft.rfft2(padded) * spectrum, s=size)
     # circular convolution: output (y, x) of the padded frame sits at (y + 2 * reach, ...)
-    return out[..., 2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w]
+    out = out[..., 2 * reach : 2 * reach + h, 2 * reach : 2 * reach + w]
+    return out.clamp_(0.0, 1.0) if clamp else out
 
 
 def motion_weights(table: tuple[tuple[int, float], ...], severities: torch.Tensor,
