@@ -280,13 +280,35 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, d
     return out
 
 
+def glass_copies(images: torch.Tensor, scan: torch.Tensor, shift: int, iterations: torch.Tensor, seeds: torch.Tensor,
+                 first: int) -> torch.Tensor:
+    """``_glass.local_copies`` on the CPU as the reference runs it: float32 ``(B, C, H, W)`` images
+    each scanned ``iterations[b]`` times (int64), scan ``i`` drawing from stream ``first + i`` of
+    the sample ``seeds``; ``scan``: each pixel's index in robench's draw order (int32 ``(H * W,)``,
+    -1 outside the scanned region). Each scanned pixel copies the neighbour its draws pick, one
+    after the other, in a copy of the images."""
+    out = images.contiguous().clone()
+    b, c, h, w = out.shape
+    seeds, iterations, scan = seeds.contiguous(), iterations.to(torch.int64).contiguous(), scan.contiguous()
+    function = native.LIBRARY.load().robench_glass_copies
+
+    def batch(begin: int, end: int) -> None:
+        function(out.data_ptr(), seeds.data_ptr(), first, scan.data_ptr(), iterations.data_ptr(), begin, end, c, h,
+                 w, shift)
+
+    native.parallel(batch, b, out.numel() * max(1, int(iterations.max())))
+    return out
+
+
 def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor, which: torch.Tensor | None,
-                  row_source: torch.Tensor, col_source: torch.Tensor, clamp: bool = False) -> torch.Tensor:
+                  row_source: torch.Tensor, col_source: torch.Tensor, clamp: bool = False,
+                  levels: bool = False) -> torch.Tensor:
     """``_filters.gaussian_blur_each`` on the CPU as a direct separable sum: float32 or float64
     images ``(B, ..., H, W)``; each choice's half-kernels (``(S, 2, R + 1)`` of the images' dtype:
     vertical, horizontal; centre tap first) and radii (int64 ``(S, 2)``); each image's choice
     (int64 ``(B,)``; None: the first); the source row and column (int64) of each position of the
-    image padded by R; with ``clamp``, the result clamped to [0, 1] as it is written."""
+    image padded by R; with ``clamp``, the result clamped to [0, 1] as it is written; with ``levels``,
+    made uint8 levels / 255 as it is written (``floor(x * 255)`` clamped to [0, 255], / 255)."""
     images = images.contiguous()
     out = torch.empty_like(images)
     h, w = images.shape[-2:]
@@ -301,7 +323,7 @@ def gaussian_blur(images: torch.Tensor, taps: torch.Tensor, radius: torch.Tensor
     def part(begin: int, end: int) -> None:
         function(images.data_ptr(), out.data_ptr(), taps.data_ptr(), radius.data_ptr(),
                  which.data_ptr() if which is not None else None, row_source.data_ptr(), col_source.data_ptr(),
-                 taps.shape[-1] - 1, begin, end, planes, h, w, int(clamp))
+                 taps.shape[-1] - 1, begin, end, planes, h, w, 2 if levels else int(clamp))
 
     native.parallel(part, images.numel() // (h * w), images.numel() * taps.shape[-1])
     return out

@@ -24,6 +24,7 @@ from robench.rng import BatchRNG, sample_seeds
 from robench_plugins.distortions import _filters, _spatter, blur, digital
 from robench_plugins.distortions._filters import gaussian_blur_each
 from robench_plugins.distortions._fractal import plasma_fractals
+from robench_plugins.distortions._glass import local_copies
 from robench_plugins.distortions._jpeg import jpeg_roundtrip
 
 HAS_COMPILER = shutil.which(os.environ.get("CC") or "cc") is not None
@@ -181,6 +182,46 @@ def test_the_motion_blur_kernels_clamp_equals_clamping_afterwards() -> None:
     blurred = blur.motion_blur(images, weights, angles)
     assert (blurred < 0).any() and (blurred > 1).any()  # the clamp has work to do
     assert torch.equal(clamped, blurred.clamp_(0.0, 1.0))
+
+
+@needs_compiler
+@pytest.mark.parametrize(("shape", "shift"), [((19, 23), 1), ((19, 23), 2), ((7, 40), 3), ((224, 96), 4), ((9, 9), 4),
+                                              ((8, 3), 1), ((1, 5), 1)])
+def test_the_glass_scan_in_c_equals_the_pointer_doubling(monkeypatch, shape: tuple[int, int], shift: int) -> None:
+    """The scan pixel by pixel in C, one or four channels, images with fewer scans than the batch's
+    (they ignore the later draws), regions of one row or none: the chains' ends, and the RNG's
+    streams after it."""
+    generator = torch.Generator().manual_seed(shift)
+    batches = [torch.rand(3, 3, *shape, generator=generator), torch.rand(2, 4, *shape, generator=generator)]
+
+    def make() -> list[torch.Tensor]:
+        out = []
+        for images in batches:
+            rng = BatchRNG(sample_seeds(shift, torch.arange(images.shape[0])))
+            each = torch.tensor([2.0, 3.0, 1.0][: images.shape[0]])
+            out += [local_copies(images, shift, 3, rng, each), local_copies(images, shift, 2, rng), rng.uniform(2)]
+        return out
+
+    compiled, plain = _both_paths(monkeypatch, make)
+    _same(compiled, plain)
+    scanned = shape[0] > 2 * shift and shape[1] > 2 * shift  # the scan covers rows shift + 1 .. h - shift
+    assert torch.equal(compiled[0], batches[0]) != scanned  # pixels moved where there is a region
+
+
+@needs_compiler
+@pytest.mark.usefixtures("blur_in_c_at_every_width")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_blur_kernels_levels_equal_the_torch_steps_afterwards(dtype: torch.dtype) -> None:
+    """``levels=True`` makes each row uint8 levels / 255 as C writes it: the same values as
+    ``floor(x * 255)``, clamped to [0, 255], / 255 after (values outside [0, 1] too)."""
+    images = torch.rand(3, 2, 9, 30, generator=torch.Generator().manual_seed(4), dtype=dtype) * 2 - 0.5
+    sigmas, which = (0.5, (2.0, 1.0)), torch.tensor([0, 1, 1])
+    levels = gaussian_blur_each(images, sigmas, which, levels=True)
+    blurred = gaussian_blur_each(images, sigmas, which)
+    assert (blurred < 0).any() and (blurred > 1).any()
+    expected = (blurred * 255).floor_().clamp_(0, 255) / 255
+    assert torch.equal(levels, expected) and levels.dtype == dtype
+    assert len(torch.unique(levels)) <= 256
 
 
 DISKS = blur._DEFOCUS["imagenet-c"] + blur._DEFOCUS["cifar-10-c"]

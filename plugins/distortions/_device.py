@@ -29,9 +29,10 @@ def launch_bound(device: torch.device) -> bool:
 
 class WholeBatchInC:
     """Mixin for distortions whose CPU path is one loop in C (:mod:`robench.native`) that reads
-    the batch once: they take the whole batch at once on the CPU, where multi-pass torch code is
-    fed cache-sized chunks where freed memory goes back to the OS (``Distortion.cpu_chunk_values``;
-    the chunks' concatenation alone would cost a copy of the batch)."""
+    the batch once, or a few such loops: they take the whole batch at once on the CPU, where
+    multi-pass torch code is fed cache-sized chunks where freed memory goes back to the OS
+    (``Distortion.cpu_chunk_values``; the chunks' concatenation alone would cost a copy of the
+    batch)."""
 
     @property
     def cpu_chunk_values(self) -> int | None:

@@ -52,7 +52,7 @@ def gaussian_blur(
 
 def gaussian_blur_each(
     images: torch.Tensor, sigmas: tuple[float | tuple[float, float], ...], which: torch.Tensor,
-    mode: str = "replicate", truncate: float = 4.0, clamp: bool = False,
+    mode: str = "replicate", truncate: float = 4.0, clamp: bool = False, levels: bool = False,
 ) -> torch.Tensor:
     """:func:`gaussian_blur` of image ``b`` with ``sigmas[which[b]]``, for the whole batch at once.
 
@@ -61,9 +61,11 @@ def gaussian_blur_each(
         sigmas: the choices of sigma (each a float or (rows, columns)).
         which: int64 ``(B,)`` on the images' device: each image's index into ``sigmas``.
         clamp: clamp the result to [0, 1] (in C, as each row is written: no second pass).
+        levels: make the result uint8 levels / 255, as an image stored as uint8 and read back
+            (``floor(x * 255)`` clamped to [0, 255], / 255; in C as each row is written).
     """
     if _in_c(images) and images.dim() >= 3:  # a direct sum in C
-        return _native_blur(images, sigmas, which, mode, truncate, clamp)
+        return _native_blur(images, sigmas, which, mode, truncate, clamp, levels)
     blurred = None
     if _fused(images) and images.dim() >= 3:  # the same direct sum in a GPU's kernels
         blurred = _fused_blur(images, sigmas, which, mode, truncate)
@@ -74,6 +76,8 @@ def gaussian_blur_each(
         rows = rows.index_select(0, which).view(*batch, h, h)
         cols = cols.index_select(0, which).view(*batch, w, w)
         blurred = rows @ images @ cols.transpose(-1, -2)
+    if levels:
+        return (blurred * 255).floor_().clamp_(0, 255) / 255
     return blurred.clamp_(0.0, 1.0) if clamp else blurred
 
 
@@ -176,14 +180,14 @@ if triton is not None:
 
 
 def _native_blur(images: torch.Tensor, sigmas: tuple, which: torch.Tensor | None, mode: str, truncate: float,
-                 clamp: bool = False) -> torch.Tensor:
+                 clamp: bool = False, levels: bool = False) -> torch.Tensor:
     """:func:`gaussian_blur_each` through :func:`robench.cpu_kernels.gaussian_blur` (float32 and float64
     CPU images)."""
     taps, radius = _half_kernels(sigmas, truncate, images.dtype)
     reach = taps.shape[-1] - 1
     h, w = images.shape[-2:]
     return cpu_kernels.gaussian_blur(images, taps, radius, which, _border_index(h, reach, reach, mode, "cpu"),
-                                     _border_index(w, reach, reach, mode, "cpu"), clamp)
+                                     _border_index(w, reach, reach, mode, "cpu"), clamp, levels)
 
 
 @functools.lru_cache(maxsize=64)

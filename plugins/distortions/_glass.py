@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from robench import cpu_kernels, native
 from robench.api import BatchRNG
 from robench.fused import FusedKernel, tl, triton
 
@@ -35,6 +36,10 @@ def local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRN
     order, region = _scan_order(h, w, shift, images.device)
     if order.numel() == 0:
         return images
+    if native.takes(images):  # the scan itself, image by image in C: its draws hashed there
+        counts = each if each is not None else torch.full((b,), iterations)
+        return cpu_kernels.glass_copies(images, _scan_index(h, w, shift, images.device), shift, counts.clamp(max=iterations),
+                                        rng.seeds, rng.open_streams(iterations))
     x = images.reshape(b, c, h * w)
     for iteration in range(iterations):
         uniform = rng.uniform(order.numel(), 2)  # (B, P, (dx, dy)), in draw order
@@ -143,8 +148,8 @@ def _scan_order(h: int, w: int, shift: int, device: torch.device) -> tuple[torch
     (by wavefront step ``(shift + 1) * i + j`` of scan index (i, j), rows and columns
     descending: the order of robench's earlier wavefront implementation, kept so that a seed
     gives the same image), and the scanned region as a flat ``(H * W,)`` mask."""
-    rows = torch.arange(h - shift, shift, -1)
-    cols = torch.arange(w - shift, shift, -1)
+    rows = torch.tensor(range(h - shift, shift, -1), dtype=torch.int64)  # Python's range: empty where
+    cols = torch.tensor(range(w - shift, shift, -1), dtype=torch.int64)  # the image is too small to scan
     region = torch.zeros(h * w, dtype=torch.bool)
     if rows.numel() == 0 or cols.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=device), region.to(device)

@@ -107,7 +107,7 @@ class DefocusBlur(_device.WholeBatchInC, Distortion):
         return filter2d(images, kernels.index_select(0, slot.view(-1))).clamp_(0.0, 1.0)
 
 
-class GlassBlur(MixedPass):
+class GlassBlur(_device.WholeBatchInC, MixedPass):
     """Frosted glass: blur, then local random pixel displacement, then blur again.
 
     The displacement is the reference's exact procedure, including its well-known quirk: the
@@ -133,7 +133,7 @@ class GlassBlur(MixedPass):
             return self.apply_grouped(images, severities, rng)
         sigmas = tuple(sigma for sigma, _, _ in table)
         which = self.severity_index(severities, images.device)
-        blurred = (gaussian_blur_each(images, sigmas, which) * 255).floor_().clamp_(0, 255) / 255
+        blurred = gaussian_blur_each(images, sigmas, which, levels=True)  # the reference's uint8 image
         counts = [table[severity - 1][2] for severity in present]
         # images with fewer iterations than others in the batch ignore the later draws
         each = self.per_sample([count for _, _, count in table], severities, images).view(-1) \

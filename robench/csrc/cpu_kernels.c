@@ -2093,6 +2093,65 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
     free(acc);
 }
 
+/* ---- Glass blur's pixel copies (plugins/distortions/_glass.py, the reference's scan) ---- */
+
+/* A scanned pixel's offset along one axis from its draw's hash, as local_copies decodes its
+ * uniforms: min(trunc(u * 2 shift), 2 shift - 1) - shift, u the hash's top 24 bits / 2^24. */
+static inline int32_t glass_offset(uint32_t bits, int32_t shift) {
+    const float u = (float)(bits >> 8) * (1.0f / 16777216.0f), product = u * (float)(2 * shift);
+    const int32_t step = (int32_t)product;
+    return (step > 2 * shift - 1 ? 2 * shift - 1 : step) - shift;
+}
+
+/* One scan's copies in an image of `channels` planes (a constant at each call), each pixel's source
+ * at its offset in delta. */
+static inline __attribute__((always_inline)) void glass_scan(float *image, const int32_t *delta,
+                                                             const int64_t channels, int64_t h, int64_t w,
+                                                             int64_t shift) {
+    const int64_t n = h * w;
+    for (int64_t row = h - shift; row > shift; --row)
+        for (int64_t col = w - shift; col > shift; --col) {
+            const int64_t p = row * w + col, source = p + delta[p];
+            for (int64_t c = 0; c < channels; ++c) image[c * n + p] = image[c * n + source];
+        }
+}
+
+/* _glass.local_copies for images [begin, end) of `channels` h x w float32 planes, in place in x:
+ * image b's first iterations[b] scans, scan i with the draws of stream first + i. A scan is the
+ * reference's: pixels (row, column) of rows h - shift down to shift + 1, each row's columns
+ * w - shift down to shift + 1, each copying (every channel) the pixel (row + dy, column + dx) as it
+ * is then; its draws are counters 2 k (dx) and 2 k + 1 (dy), k its index in robench's draw order
+ * (scan[p] of its flat position p). First each pixel's source offset (hashes in vectorised
+ * loops), then the copies, one after the other. */
+void robench_glass_copies(float *x, const int64_t *seeds, int64_t first, const int32_t *scan,
+                          const int64_t *iterations, int64_t begin, int64_t end, int64_t channels, int64_t h,
+                          int64_t w, int64_t shift) {
+    const int64_t n = h * w, lo = shift + 1; /* rows and columns lo .. h - shift (w - shift) */
+    int32_t *delta = malloc((size_t)n * sizeof(int32_t));
+    if (delta == NULL) abort();
+    for (int64_t b = begin; b < end; ++b) {
+        float *image = x + b * channels * n;
+        for (int64_t i = 0; i < iterations[b]; ++i) {
+            uint32_t low, high;
+            stream_key(seeds[b], first + i, &low, &high);
+            for (int64_t row = lo; row <= h - shift; ++row) {
+                const int32_t *restrict index = scan + row * w;
+                int32_t *restrict offset = delta + row * w;
+                for (int64_t col = lo; col <= w - shift; ++col) {
+                    const uint32_t k = 2 * (uint32_t)index[col];
+                    offset[col] = glass_offset(hash(k + 1, low, high), (int32_t)shift) * (int32_t)w +
+                                  glass_offset(hash(k, low, high), (int32_t)shift);
+                }
+            }
+            if (channels == 3)
+                glass_scan(image, delta, 3, h, w, shift);
+            else
+                glass_scan(image, delta, channels, h, w, shift);
+        }
+    }
+    free(delta);
+}
+
 /* ---- Gaussian blur (plugins/distortions/_filters.py) ---- */
 
 /* _filters.gaussian_blur_each for planes [begin, end), `planes` per image, of h x w float32 values
@@ -2102,8 +2161,9 @@ void robench_motion_blur(const float *images, float *out, const double *weights,
  * 1, 2, ..., radius[2 s + axis] (axis 0 vertical, 1 horizontal). Borders follow row_source /
  * col_source: the source row (column) of each padded position -reach .. h + reach - 1
  * (w + reach - 1). Each pass adds the centre term, then the pairs t[j] * (before + after) for
- * j = 1 .. radius, in the values' type. With clamp set, the output is clamped to [0, 1] (each row
- * as it is written, instead of another pass over the batch). */
+ * j = 1 .. radius, in the values' type. `finish` 1 clamps the output to [0, 1], 2 makes it uint8
+ * levels / 255 (glass_blur's: floor(x * 255) clamped to [0, 255], then / 255), each row as it is
+ * written, instead of another pass over the batch (0: as it is). */
 #define BLOCK 4 /* vectors of columns summed together, each its own chain of additions */
 
 /* float64 vectors as wide as wide_floats: WIDE / 2 lanes. */
@@ -2166,7 +2226,7 @@ SYMMETRIC_SUM(strided_sum_f64, double, wide_doubles, WIDE / 2, load_wide_doubles
 #define GAUSSIAN_BLUR(NAME, T, SUM, STRIDED)                                                                   \
     void NAME(const T *images, T *out, const T *taps, const int64_t *radius, const int64_t *which,              \
               const int64_t *row_source, const int64_t *col_source, int64_t reach, int64_t begin, int64_t end,  \
-              int64_t planes, int64_t h, int64_t w, int64_t clamp) {                                            \
+              int64_t planes, int64_t h, int64_t w, int64_t finish) {                                           \
         T *tmp = malloc((size_t)(h * w + w + 2 * reach) * sizeof(T));                                           \
         const T **rows = malloc((size_t)(2 * (reach + 1)) * sizeof(T *));                                       \
         if (tmp == NULL || rows == NULL) abort();                                                               \
@@ -2198,8 +2258,13 @@ SYMMETRIC_SUM(strided_sum_f64, double, wide_doubles, WIDE / 2, load_wide_doubles
                 }                                                                                               \
                 T *o = out + p * h * w + y * w;                                                                 \
                 STRIDED(o, padded + reach, t, r, w, 1); /* horizontal, on the row padded by its border rule */ \
-                if (clamp)                                                                                      \
+                if (finish == 1)                                                                                \
                     for (int64_t x = 0; x < w; ++x) o[x] = o[x] < (T)0 ? (T)0 : (o[x] > (T)1 ? (T)1 : o[x]);     \
+                else if (finish == 2)                                                                           \
+                    for (int64_t x = 0; x < w; ++x) {                                                           \
+                        const T level = (T)floor((double)(o[x] * (T)255)); /* the product rounded to T */      \
+                        o[x] = (level < (T)0 ? (T)0 : (level > (T)255 ? (T)255 : level)) / (T)255;              \
+                    }                                                                                           \
             }                                                                                                   \
         }                                                                                                       \
         free(rows);                                                                                             \

@@ -110,8 +110,11 @@ def sequential_copies(images: torch.Tensor, shift: int, iterations: int, rng: Ba
     return x
 
 
+@pytest.mark.parametrize("kernels", ["on", "off"])  # on: the scan in C where a compiler is; off: pointer doubling
 @pytest.mark.parametrize(("shift", "iterations"), [(1, 2), (2, 1), (4, 2)])
-def test_glass_blur_chains_equal_the_sequential_scan(shift: int, iterations: int) -> None:
+def test_glass_blur_chains_equal_the_sequential_scan(monkeypatch, shift: int, iterations: int, kernels: str) -> None:
+    if kernels == "off":
+        monkeypatch.setenv("ROBENCH_FUSED", "0")
     images = torch.rand(2, 3, 19, 23, generator=torch.Generator().manual_seed(shift))
     seeds = sample_seeds(shift, torch.arange(2))
     chained = local_copies(images, shift, iterations, BatchRNG(seeds))
