@@ -38,6 +38,17 @@ def test_distortion_keeps_shape_dtype_device_and_range(distortion: Distortion, s
         assert out.min() >= 0.0 and out.max() <= 1.0
 
 
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1), (1, 1), (2, 3)])
+def test_distortion_takes_images_a_pixel_or_two_across(distortion: Distortion, shape: tuple[int, int]) -> None:
+    """Degenerate sizes: glass_blur's scan with no region to scan (it raised), fog's and frost's
+    plasma map of one value (0 / 0: NaN)."""
+    images = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(0))
+    for severity in distortion.severities:
+        out = distortion(images, severity, _rng(2))
+        assert out.shape == images.shape and not out.isnan().any()
+        assert out.min() >= 0.0 and out.max() <= 1.0
+
+
 def test_distortion_is_deterministic_per_sample(distortion: Distortion) -> None:
     images = uniform_images(5)
     severity = distortion.severities[-1]

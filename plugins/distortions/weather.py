@@ -66,7 +66,8 @@ class Fog(WholeBatchInC, Distortion):
     def _fog(images: torch.Tensor, strength: float | torch.Tensor, decay: float | torch.Tensor,
              rng: BatchRNG) -> torch.Tensor:
         h, w = images.shape[-2:]
-        plasma = plasma_fractals(rng, next_power_of_two(max(h, w)), decay, corner=(h, w))
+        # a map of at least 2 x 2: one value alone has no range to normalise (0 / 0)
+        plasma = plasma_fractals(rng, next_power_of_two(max(h, w, 2)), decay, corner=(h, w))
         if native.takes(images):  # the same blend in one loop
             return cpu_kernels.fog(images, plasma, strength)
         peak = images.amax((1, 2, 3), keepdim=True)
@@ -257,7 +258,7 @@ def _frost_parts(rng: BatchRNG, height: int, width: int) -> tuple[torch.Tensor, 
     """The random parts of :func:`frost_texture`: the two plasma maps ``(B, 2, H, W)`` (field,
     ridges), the field's mean and spread (sample standard deviation, at least 1e-6), and each
     sample's brightness, contrast and ridge weight, all ``(B, 1, 1, 1)``."""
-    size = next_power_of_two(max(height, width))
+    size = next_power_of_two(max(height, width, 2))  # 2 x 2 at least: a 1 x 1 map normalises to 0 / 0
     maps = plasma_fractals(rng, size, 1.6, 1.4, corner=(height, width))
     params = rng.uniform(3).view(-1, 3, 1, 1)
     field = maps[:, :1]
