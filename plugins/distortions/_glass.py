@@ -3,8 +3,9 @@
 The scan runs from the bottom-right, each scanned pixel copying a random neighbour within the
 shift range (the reference's numpy tuple swap copies rather than swaps: see ``GlassBlur``). Each
 copy may read an earlier one, so a pixel's final value is the original value at the end of a
-chain of copies: :func:`local_copies` finds every chain's end at once by pointer doubling on the
-CPU (:func:`_chain_ends`), or walks each pixel's chain in one fused kernel per iteration on a GPU.
+chain of copies: :func:`local_copies` walks each pixel's chain in one fused kernel per iteration on
+a GPU, runs the scan itself, a copy at a time, in C on the CPU (``cpu_kernels.glass_copies``), and
+elsewhere finds every chain's end at once by pointer doubling (:func:`_chain_ends`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def local_copies(images: torch.Tensor, shift: int, iterations: int, rng: BatchRN
     overwritten earlier. The chains' ends come from pointer doubling, ``log2`` of the longest
     possible chain rounds of two gathers over the whole batch, and the result is one gather of
     the original pixels: the sequential scan's exact result, in a few dozen batched operations.
-    On a GPU one fused kernel per iteration walks each pixel's chain instead (chains are short).
+    On a GPU one fused kernel per iteration walks each pixel's chain instead (chains are short);
+    on the CPU the C kernels run the scan itself, an image at a time (one pass a scan, where the
+    pointer doubling makes two dozen gathers over the batch), with the same draws.
     """
     b, c, h, w = images.shape
     order, region = _scan_order(h, w, shift, images.device)
