@@ -185,6 +185,29 @@ def test_the_motion_blur_kernels_clamp_equals_clamping_afterwards() -> None:
 
 
 @needs_compiler
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_the_hsv_kernel_equals_the_torch_path_on_ties_and_nan(monkeypatch, name: str) -> None:
+    """Pixels whose largest channel is shared (by two, or by all three: grey), black and white ones,
+    and a NaN in one channel: the whole pixel NaN, as torch's max makes it (the kernel's selects
+    must pick as the torch path's masks do)."""
+    levels = torch.arange(256.0) / 255
+    images = levels[torch.randint(0, 4, (6, 3, 9, 11), generator=torch.Generator().manual_seed(8)) * 85]
+    images[0, :, 0, 0], images[0, :, 0, 1] = 0.0, 1.0
+    for b, channel in enumerate(range(3), start=1):
+        images[b, channel, 2 * b, 3] = float("nan")
+    distortion = Registry(entry_points=False).get("distortion", name)()
+    seeds = sample_seeds(2, torch.arange(6))
+
+    def make() -> list[torch.Tensor]:
+        return [distortion.call_mixed(images, torch.arange(6) % 5 + 1, BatchRNG(seeds))]
+
+    compiled, plain = _both_paths(monkeypatch, make)
+    assert torch.equal(compiled[0].isnan(), plain[0].isnan())
+    assert torch.equal(compiled[0].nan_to_num(7.0), plain[0].nan_to_num(7.0))
+    assert compiled[0][1, :, 2, 3].isnan().all() and compiled[0].isnan().sum() == 9
+
+
+@needs_compiler
 @pytest.mark.parametrize(("shape", "shift"), [((19, 23), 1), ((19, 23), 2), ((7, 40), 3), ((224, 96), 4), ((9, 9), 4),
                                               ((8, 3), 1), ((1, 5), 1)])
 def test_the_glass_scan_in_c_equals_the_pointer_doubling(monkeypatch, shape: tuple[int, int], shift: int) -> None:

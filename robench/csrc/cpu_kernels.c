@@ -1784,17 +1784,22 @@ void robench_jpeg(const float *images, float *out, int64_t begin, int64_t end, i
 
 enum { BRIGHTNESS = 0, SATURATE = 1 };
 
-/* One image's pixels for robench_hsv (GCC 12 does not vectorise this loop: scalar, 2x torch). */
-static void hsv_pixels(int kind, const float *restrict xr, const float *restrict xg, const float *restrict xb,
+/* One image's pixels for robench_hsv (`kind` a constant at each call). Its choices are selects of
+ * floats, one at a time: GCC 12 vectorises the loop so (2.5x at 224 px), where fmaxf, int flags
+ * combined with & and !, and the sector as an int had kept it scalar. */
+static inline __attribute__((always_inline)) void hsv_pixels(const int kind, const float *restrict xr, const float *restrict xg, const float *restrict xb,
                        float *restrict yr, float *restrict yg, float *restrict yb, int64_t plane, float a,
                        float c) {
     for (int64_t i = 0; i < plane; ++i) {
         const float r = xr[i], g = xg[i], bl = xb[i];
-        const float value = fmaxf(fmaxf(r, g), bl), delta = value - fminf(fminf(r, g), bl);
-        const int grey = delta == 0.0f, blue = bl == value, green = (g == value) & !blue;
+        const float top = r > g ? r : g, bottom = r < g ? r : g;
+        const float value = top > bl ? top : bl, delta = value - (bottom < bl ? bottom : bl);
+        const int grey = delta == 0.0f;
         float saturation = grey ? 0.0f : delta / (value == 0.0f ? 1.0f : value);
-        const float numerator = blue ? r - g : (green ? bl - r : g - bl);
-        const float offset = blue ? 4.0f : (green ? 2.0f : 0.0f);
+        /* blue's formula where blue is the largest, else green's where green is, else red's */
+        const float not_blue = g == value ? bl - r : g - bl, not_blue_offset = g == value ? 2.0f : 0.0f;
+        const float numerator = bl == value ? r - g : not_blue;
+        const float offset = bl == value ? 4.0f : not_blue_offset;
         const float turn = (offset + numerator / (grey ? 1.0f : delta)) / 6.0f;
         float hue = grey ? 0.0f : turn - floorf(turn); /* torch.remainder(turn, 1.0) */
         const float brighter = value + a, saturated = saturation * a + c;
@@ -1805,14 +1810,18 @@ static void hsv_pixels(int kind, const float *restrict xr, const float *restrict
         const float p = v * (1.0f - saturation), q = v * (1.0f - f * saturation);
         const float t = v * (1.0f - (1.0f - f) * saturation);
         const float wrapped = sector - 6.0f * floorf(sector / 6.0f); /* torch.remainder(sector, 6) */
-        const int s = (int)wrapped;
+        const float s = wrapped;
         /* per sector 0..5, (R, G, B) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q) */
-        const float ro = ((s == 0) | (s == 5)) ? v : (s == 1 ? q : (s == 4 ? t : p));
-        const float go = ((s == 1) | (s == 2)) ? v : (s == 0 ? t : (s == 3 ? q : p));
-        const float bo = ((s == 3) | (s == 4)) ? v : (s == 2 ? t : (s == 5 ? q : p));
-        yr[i] = clamp01(ro);
-        yg[i] = clamp01(go);
-        yb[i] = clamp01(bo);
+        const float r4 = s == 4.0f ? t : p, r1 = s == 1.0f ? q : r4, r5 = s == 5.0f ? v : r1;
+        const float ro = s == 0.0f ? v : r5;
+        const float g3 = s == 3.0f ? q : p, g0 = s == 0.0f ? t : g3, g2 = s == 2.0f ? v : g0;
+        const float go = s == 1.0f ? v : g2;
+        const float b5 = s == 5.0f ? q : p, b2 = s == 2.0f ? t : b5, b4 = s == 4.0f ? v : b2;
+        const float bo = s == 3.0f ? v : b4;
+        const float any = r + g + bl; /* NaN if a channel is: the pixel NaN, as torch's max makes it */
+        yr[i] = any != any ? any : clamp01(ro);
+        yg[i] = any != any ? any : clamp01(go);
+        yb[i] = any != any ? any : clamp01(bo);
     }
 }
 
@@ -1824,8 +1833,12 @@ void robench_hsv(int kind, const float *images, float *out, const double *first,
     for (int64_t b = begin; b < end; ++b) {
         const float *x = images + b * 3 * plane;
         float *y = out + b * 3 * plane;
-        hsv_pixels(kind, x, x + plane, x + 2 * plane, y, y + plane, y + 2 * plane, plane, (float)first[b],
-                   (float)second[b]);
+        if (kind == BRIGHTNESS)
+            hsv_pixels(BRIGHTNESS, x, x + plane, x + 2 * plane, y, y + plane, y + 2 * plane, plane, (float)first[b],
+                       (float)second[b]);
+        else
+            hsv_pixels(SATURATE, x, x + plane, x + 2 * plane, y, y + plane, y + 2 * plane, plane, (float)first[b],
+                       (float)second[b]);
     }
 }
 
