@@ -2427,6 +2427,23 @@ void robench_frost(const float *images, float *out, const float *maps, const flo
 
 /* ---- Snow (plugins/distortions/weather.py) ---- */
 
+#define SNOW_BLOCK 1024 /* values of the turned layer copied at a time */
+
+/* n pixels of robench_snow, the turned layer's values in order in `turned` (a loop GCC vectorises;
+ * reading the layer backwards in it, it did not). */
+static void snow_pixels(const float *restrict xr, const float *restrict xg, const float *restrict xb,
+                        const float *restrict flakes, const float *restrict turned, float *restrict yr,
+                        float *restrict yg, float *restrict yb, int64_t n, float keep, float lift) {
+    const float red = 0.299f, green = 0.587f, blue = 0.114f;
+    for (int64_t j = 0; j < n; ++j) {
+        const float grey = (xr[j] * red + xg[j] * green) + xb[j] * blue;
+        const float lifted = grey * 1.5f + 0.5f, add = flakes[j], turn = turned[j];
+        yr[j] = clamp01((keep * xr[j] + lift * (xr[j] > lifted ? xr[j] : lifted) + add) + turn);
+        yg[j] = clamp01((keep * xg[j] + lift * (xg[j] > lifted ? xg[j] : lifted) + add) + turn);
+        yb[j] = clamp01((keep * xb[j] + lift * (xb[j] > lifted ? xb[j] : lifted) + add) + turn);
+    }
+}
+
 /* Snow's last steps for images [begin, end) of 3 planes of h x w values: the image lifted to
  * max(x, grey * 1.5 + 0.5) (grey = (0.299 R + 0.587 G) + 0.114 B), blended as
  * image_weight * x + lift_weight * lifted, plus the snow layer (one plane per image) and the layer
@@ -2434,19 +2451,15 @@ void robench_frost(const float *images, float *out, const float *maps, const flo
 void robench_snow(const float *images, const float *layer, const float *image_weight, const float *lift_weight,
                   float *out, int64_t begin, int64_t end, int64_t h, int64_t w) {
     const int64_t plane = h * w;
-    const float red = 0.299f, green = 0.587f, blue = 0.114f;
+    float turned[SNOW_BLOCK];
     for (int64_t b = begin; b < end; ++b) {
-        const float *restrict x = images + 3 * b * plane, *restrict snow = layer + b * plane;
-        float *restrict y = out + 3 * b * plane;
-        const float keep = image_weight[b], lift = lift_weight[b];
-        for (int64_t i = 0; i < plane; ++i) {
-            const float grey = (x[i] * red + x[plane + i] * green) + x[2 * plane + i] * blue;
-            const float lifted = grey * 1.5f + 0.5f, flakes = snow[i], turned = snow[plane - 1 - i];
-            for (int64_t k = 0; k < 3; ++k) {
-                const float value = x[k * plane + i];
-                const float base = keep * value + lift * (value > lifted ? value : lifted);
-                y[k * plane + i] = clamp01((base + flakes) + turned);
-            }
+        const float *x = images + 3 * b * plane, *snow = layer + b * plane;
+        float *y = out + 3 * b * plane;
+        for (int64_t i = 0; i < plane; i += SNOW_BLOCK) {
+            const int64_t n = plane - i < SNOW_BLOCK ? plane - i : SNOW_BLOCK;
+            for (int64_t j = 0; j < n; ++j) turned[j] = snow[plane - 1 - i - j];
+            snow_pixels(x + i, x + plane + i, x + 2 * plane + i, snow + i, turned, y + i, y + plane + i,
+                        y + 2 * plane + i, n, image_weight[b], lift_weight[b]);
         }
     }
 }
