@@ -280,6 +280,24 @@ def motion_blur(images: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, d
     return out
 
 
+def elastic_grid(field: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``ElasticTransform``'s sampling grid from float32 fields ``(B, 2, H, W)`` (the column, then the
+    row displacement) times each image's ``alpha`` (``B`` values): ``(B, H, W, 2)`` (x, y) for
+    ``grid_sample`` without corners aligned, the values ``digital._sample`` computes."""
+    field = field.contiguous()
+    alpha = alpha.reshape(-1).to(torch.float32).contiguous()
+    b, _, h, w = field.shape
+    grid = torch.empty(b, h, w, 2, dtype=torch.float32)
+    function = native.LIBRARY.load().robench_elastic_grid
+
+    def images(begin: int, end: int) -> None:
+        function(field.data_ptr(), alpha.data_ptr(), grid.data_ptr(), begin, end, h, w)
+
+    if grid.numel():
+        native.parallel(images, b, grid.numel())
+    return grid
+
+
 def glass_copies(images: torch.Tensor, scan: torch.Tensor, shift: int, iterations: torch.Tensor, seeds: torch.Tensor,
                  first: int) -> torch.Tensor:
     """``_glass.local_copies`` on the CPU as the reference runs it: float32 ``(B, C, H, W)`` images

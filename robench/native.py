@@ -62,6 +62,7 @@ _SIGNATURES = {
     "robench_gaussian_blur_f64": (_p, _p, _p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64,
                                   _c_int64, _c_int64),
     "robench_glass_copies": (_p, _p, _c_int64, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),
+    "robench_elastic_grid": (_p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64),
     "robench_motion_blur": (_p, _p, _p, _p, _p, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int64, _c_int),
     "robench_defocus": (_p, _p, _p, _p, _c_int64, _p, _c_int64, _p, _c_int64, ctypes.c_float, _p, _p, _p,
                         _c_int64, _c_int64, _c_int64, _c_int64, _c_int64),

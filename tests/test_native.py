@@ -185,6 +185,23 @@ def test_the_motion_blur_kernels_clamp_equals_clamping_afterwards() -> None:
 
 
 @needs_compiler
+@pytest.mark.parametrize("shape", [(7, 40), (224, 97), (1, 3)])
+def test_the_elastic_grid_kernel_equals_the_torch_steps(shape: tuple[int, int]) -> None:
+    """ElasticTransform's grid in C: the field times alpha (zero too), added to the pixel's column
+    and row, as grid_sample's normalised (x, y): the torch steps of ``digital._sample``, bit for bit
+    (displacements past the borders too)."""
+    h, w = shape
+    field = torch.randn(3, 2, h, w, generator=torch.Generator().manual_seed(h)) * 4
+    alpha = torch.tensor([1.0, 30.5, 0.0]).view(-1, 1, 1, 1)
+    scaled = field * alpha
+    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w) + scaled[:, 0]
+    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1) + scaled[:, 1]
+    expected = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)
+    grid = cpu_kernels.elastic_grid(field, alpha)
+    assert grid.shape == (3, h, w, 2) and torch.equal(grid, expected)
+
+
+@needs_compiler
 @pytest.mark.parametrize("name", ["brightness", "saturate"])
 def test_the_hsv_kernel_equals_the_torch_path_on_ties_and_nan(monkeypatch, name: str) -> None:
     """Pixels whose largest channel is shared (by two, or by all three: grey), black and white ones,

@@ -226,8 +226,14 @@ class ElasticTransform(MixedPass):
             spread, sigmas = 1.0, tuple((s * h, s * w) if s else (1.0, 1.0) for _, s, _ in _ELASTIC_CIFAR)
         field = rng.uniform(2, h, w).to(images.dtype) * (2 * spread) - spread
         which = self.severity_index(severities, images.device)
-        field = gaussian_blur_each(field, sigmas, which, mode="symmetric", truncate=3.0) * alphas
-        displaced = _sample(images, field[:, 1], field[:, 0], "symmetric")
+        field = gaussian_blur_each(field, sigmas, which, mode="symmetric", truncate=3.0)
+        if native.takes(images):  # the scaled field and the grid in one pass in C: the same values
+            displaced = _sample_at(images, cpu_kernels.elastic_grid(field, alphas), "symmetric")
+            if not bool((alphas == 0).any()):  # no image kept as it is (a check that waits on no device)
+                return displaced.clamp_(0.0, 1.0)
+        else:
+            field = field * alphas
+            displaced = _sample(images, field[:, 1], field[:, 0], "symmetric")
         return torch.where(alphas == 0, images, displaced).clamp_(0.0, 1.0)
 
 
@@ -291,10 +297,13 @@ def _sample(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, border: st
     ys = torch.arange(h, device=images.device, dtype=images.dtype).view(1, h, 1) + dy
     xs = torch.arange(w, device=images.device, dtype=images.dtype).view(1, 1, w) + dx
     if border == "symmetric":  # align_corners=False reflects about -0.5 and size - 0.5
-        grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1)
-        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    grid = torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], -1)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
+        return _sample_at(images, torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], -1), border)
+    return _sample_at(images, torch.stack([2 * xs / max(w - 1, 1) - 1, 2 * ys / max(h - 1, 1) - 1], -1), border)
+
+
+def _sample_at(images: torch.Tensor, grid: torch.Tensor, border: str) -> torch.Tensor:
+    """Bilinear sampling at ``grid`` (:func:`_sample`'s, normalised to [-1, 1]) with its border rule."""
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=border != "symmetric")
 
 
 def _random_affine(images: torch.Tensor, jitter: float | torch.Tensor, rng: BatchRNG) -> torch.Tensor:

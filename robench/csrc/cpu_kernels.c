@@ -1989,6 +1989,31 @@ void robench_fog(const float *images, const float *plasma, const float *strength
     }
 }
 
+/* ---- Elastic transform's sampling grid (plugins/distortions/digital.py) ---- */
+
+/* ElasticTransform's grid for images [begin, end) of h x w pixels: each image's smoothed field (two
+ * planes, the column then the row displacement) times alpha[b], added to the pixel's column x and
+ * row y, as grid_sample's (x, y) pairs without corners aligned, (2 (x + dx) + 1) / w - 1 and
+ * (2 (y + dy) + 1) / h - 1: each step rounded to float32 as _sample's torch steps are. */
+void robench_elastic_grid(const float *field, const float *alpha, float *grid, int64_t begin, int64_t end,
+                          int64_t h, int64_t w) {
+    const int64_t n = h * w;
+    const float width = (float)w, height = (float)h;
+    for (int64_t b = begin; b < end; ++b) {
+        const float scale = alpha[b];
+        const float *restrict across = field + 2 * b * n, *restrict down = across + n;
+        float *restrict out = grid + 2 * b * n;
+        for (int64_t y = 0; y < h; ++y) {
+            const float row = (float)y;
+            for (int64_t x = 0; x < w; ++x) {
+                const float xs = (float)x + across[y * w + x] * scale, ys = row + down[y * w + x] * scale;
+                out[2 * (y * w + x)] = (2.0f * xs + 1.0f) / width - 1.0f;
+                out[2 * (y * w + x) + 1] = (2.0f * ys + 1.0f) / height - 1.0f;
+            }
+        }
+    }
+}
+
 /* ---- Motion blur (plugins/distortions/blur.py, the reference's _motion_blur) ---- */
 
 #define MOTION_TAPS 8 /* taps a pass over a row's sums at most */
