@@ -1787,9 +1787,10 @@ enum { BRIGHTNESS = 0, SATURATE = 1 };
 /* One image's pixels for robench_hsv (`kind` a constant at each call). Its choices are selects of
  * floats, one at a time: GCC 12 vectorises the loop so (2.5x at 224 px), where fmaxf, int flags
  * combined with & and !, and the sector as an int had kept it scalar. */
-static inline __attribute__((always_inline)) void hsv_pixels(const int kind, const float *restrict xr, const float *restrict xg, const float *restrict xb,
-                       float *restrict yr, float *restrict yg, float *restrict yb, int64_t plane, float a,
-                       float c) {
+static inline __attribute__((always_inline)) void hsv_pixels(const int kind, const float *restrict xr,
+                                                             const float *restrict xg, const float *restrict xb,
+                                                             float *restrict yr, float *restrict yg,
+                                                             float *restrict yb, int64_t plane, float a, float c) {
     for (int64_t i = 0; i < plane; ++i) {
         const float r = xr[i], g = xg[i], bl = xb[i];
         const float top = r > g ? r : g, bottom = r < g ? r : g;
@@ -1809,8 +1810,7 @@ static inline __attribute__((always_inline)) void hsv_pixels(const int kind, con
         const float h6 = hue * 6.0f, sector = floorf(h6), f = h6 - sector;
         const float p = v * (1.0f - saturation), q = v * (1.0f - f * saturation);
         const float t = v * (1.0f - (1.0f - f) * saturation);
-        const float wrapped = sector - 6.0f * floorf(sector / 6.0f); /* torch.remainder(sector, 6) */
-        const float s = wrapped;
+        const float s = sector - 6.0f * floorf(sector / 6.0f); /* torch.remainder(sector, 6) */
         /* per sector 0..5, (R, G, B) = (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q) */
         const float r4 = s == 4.0f ? t : p, r1 = s == 1.0f ? q : r4, r5 = s == 5.0f ? v : r1;
         const float ro = s == 0.0f ? v : r5;
